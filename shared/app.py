@@ -1,0 +1,131 @@
+"""The application factory: config, extensions, blueprints, CLI and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
+from shared.config import build_config
+from shared.errors import ServiceError
+from shared.extensions import csrf, db, limiter, login_manager, migrate
+
+API_PREFIX = "/api/"
+log = logging.getLogger("keyward")
+
+
+class BrowserOnlySessionInterface(SecureCookieSessionInterface):
+    """API requests neither read nor set a session cookie; a browser session never reaches the API."""
+
+    def open_session(self, app, request):
+        if request.path.startswith(API_PREFIX):
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app, session, response):
+        if request.path.startswith(API_PREFIX):
+            return None
+        return super().save_session(app, session, response)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=str(Path(__file__).resolve().parent.parent / "instance"),
+                static_folder=str(Path(__file__).resolve().parent.parent / "static"), static_url_path="/static")
+    app.config.update(build_config(Path(app.instance_path)))
+    if test_config:
+        app.config.update(test_config)
+    app.session_interface = BrowserOnlySessionInterface()
+    app.json.sort_keys = False  # keep the documented field order
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    from api import bp as api_bp
+    from shared.auth import bp as auth_bp
+
+    csrf.exempt(api_bp)  # token-authenticated, never cookie-authenticated
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(api_bp)
+
+    from shared.cli import register_cli
+
+    register_cli(app)
+    _register_health(app)
+    _register_error_handlers(app)
+    _register_template_helpers(app)
+    return app
+
+
+def _register_health(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        try:
+            db.session.execute(text("SELECT 1"))
+            db.session.rollback()
+        except (OperationalError, DBAPIError):
+            db.session.rollback()
+            return jsonify({"status": "unavailable"}), 503
+        return jsonify({"status": "ok"})
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    from api.errors import error_response, http_error_response, service_error_response
+
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError):
+        db.session.rollback()
+        if _wants_json():
+            return service_error_response(error)
+        return render_template("error.html", status=error.status, message=error.message), error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        if _wants_json():
+            return http_error_response(error)
+        return render_template("error.html", status=error.code, message=error.description), error.code
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(error: OperationalError):
+        db.session.rollback()
+        log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else "error")
+        if _wants_json():
+            return error_response(503, "unavailable", "The service is temporarily unavailable; retry shortly")
+        return render_template("error.html", status=503, message="Keyward is temporarily unavailable."), 503
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        db.session.rollback()
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if _wants_json():
+            return error_response(500, "internal_error", "Something went wrong on our side")
+        return render_template("error.html", status=500, message="Something went wrong on our side."), 500
+
+    @app.after_request
+    def rate_limit_headers(response):
+        from flask import g
+
+        state = g.get("rate_state")
+        if state is not None and "X-RateLimit-Limit" not in response.headers:
+            response.headers.update(state.headers())
+        return response
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from shared import timefmt
+
+    app.jinja_env.filters["relative_time"] = timefmt.relative
+    app.jinja_env.filters["exact_time"] = timefmt.exact
+    app.jinja_env.filters["iso_time"] = timefmt.iso

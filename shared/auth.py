@@ -1,0 +1,152 @@
+"""Sign in, sign out and switching organization: the only views in shared/."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+from shared import accounts, ratelimits, roles
+from shared.audit import Actor
+from shared.extensions import db, login_manager
+from shared.models import Membership
+from shared.netaddr import client_address
+from shared.ratelimits import RateLimited
+
+bp = Blueprint("auth", __name__)
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.session_protection = None  # sessions are server-side rows; see accounts.start_session
+
+
+@login_manager.user_loader
+def load_user(session_key: str):
+    return accounts.user_for_session(session_key)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+def live_memberships(user) -> list[Membership]:
+    return list(db.session.scalars(
+        select(Membership).where(Membership.user_id == user.id, Membership.removed_at.is_(None))
+        .order_by(Membership.id)).all())
+
+
+def current_membership() -> Membership | None:
+    """The signed-in user's membership in the organization they are working in."""
+    if "membership" in g:
+        return g.membership
+    membership = None
+    if current_user.is_authenticated:
+        choices = [m for m in live_memberships(current_user) if m.is_live]
+        wanted = session.get("org_id")
+        membership = next((m for m in choices if m.organization_id == wanted), None)
+        membership = membership or (choices[0] if choices else None)
+    g.membership = membership
+    return membership
+
+
+def current_actor() -> Actor | None:
+    membership = current_membership()
+    if membership is None:
+        return None
+    return Actor(membership=membership, ip=client_address(), user_agent=request.headers.get("User-Agent"))
+
+
+def home_for(membership: Membership | None) -> str:
+    if membership is None:
+        return url_for("auth.no_organization")
+    if roles.is_partner_role(membership.role):
+        return url_for("partner_hub.tokens") if "partner_hub.tokens" in _endpoints() else url_for("auth.home")
+    if "portal.tokens" in _endpoints():
+        return url_for("portal.tokens")
+    return url_for("auth.home")
+
+
+def _endpoints() -> set[str]:
+    from flask import current_app
+
+    return set(current_app.view_functions)
+
+
+def _safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parts = urlparse(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        address = client_address()
+        try:
+            ratelimits.refuse_if_failing("login", address)
+            user = accounts.find_user(form.email.data)
+            if accounts.check_password(user, form.password.data) and user.is_active:
+                session.clear()  # a fresh session on sign-in: no fixation
+                accounts.start_session(user)
+                login_user(user)
+                membership = current_membership()
+                if membership:
+                    session["org_id"] = membership.organization_id
+                return redirect(_safe_next(request.args.get("next")) or home_for(membership))
+            ratelimits.count_failure("login", address)
+            error = "Incorrect email or password."
+            status = 401
+        except RateLimited:
+            error = "Too many failed sign-ins from your address. Wait a minute and try again."
+            status = 429
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+def logout():
+    if current_user.is_authenticated:
+        accounts.end_session(current_user.session_key)
+    logout_user()
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/switch-organization")
+@login_required
+def switch_organization():
+    wanted = request.form.get("organization_id", type=int)
+    membership = next((m for m in live_memberships(current_user) if m.organization_id == wanted and m.is_live), None)
+    if membership is not None:
+        session["org_id"] = membership.organization_id
+        g.pop("membership", None)
+    return redirect(home_for(membership or current_membership()))
+
+
+@bp.get("/")
+@login_required
+def home():
+    membership = current_membership()
+    target = home_for(membership)
+    if target != url_for("auth.home"):
+        return redirect(target)
+    return render_template("auth/home.html", membership=membership)
+
+
+@bp.get("/no-organization")
+@login_required
+def no_organization():
+    return render_template("auth/no_organization.html"), 403

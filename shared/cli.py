@@ -1,0 +1,153 @@
+"""`flask --app wsgi ...` commands (SPEC section 8). Scripts rely on their output."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from shared import accounts, tokens
+from shared.audit import Actor
+from shared.errors import ServiceError
+from shared.models import Plan, TokenType
+
+
+def _fail(error: ServiceError) -> None:
+    detail = "; ".join(f"{k}: {v}" for k, v in error.fields.items()) if error.fields else ""
+    raise click.ClickException(f"{error.message}{' (' + detail + ')' if detail and detail != error.message else ''}")
+
+
+def _password() -> str:
+    return os.environ.get("KEYWARD_PASSWORD") or click.prompt("Password", hide_input=True,
+                                                              confirmation_prompt=True)
+
+
+def register_cli(app: Flask) -> None:
+    orgs = AppGroup("orgs", help="Organizations.")
+    users = AppGroup("users", help="Users and memberships.")
+    partners = AppGroup("partners", help="Partner companies.")
+    projects = AppGroup("projects", help="Projects.")
+    token_group = AppGroup("tokens", help="API tokens.")
+
+    @orgs.command("create")
+    @click.argument("name")
+    @click.option("--plan", type=click.Choice(Plan.ALL), default=Plan.FREE, show_default=True)
+    def orgs_create(name: str, plan: str):
+        """Create an organization; prints its slug."""
+        try:
+            click.echo(accounts.create_organization(name, plan).slug)
+        except ServiceError as error:
+            _fail(error)
+
+    @partners.command("create")
+    @click.argument("name")
+    @click.option("--org", "org_slug", required=True)
+    def partners_create(name: str, org_slug: str):
+        """Create a partner company linked to an organization."""
+        try:
+            partner = accounts.create_partner(accounts.get_organization(org_slug), name)
+            click.echo(partner.name)
+        except ServiceError as error:
+            _fail(error)
+
+    @projects.command("create")
+    @click.argument("name")
+    @click.option("--org", "org_slug", required=True)
+    def projects_create(name: str, org_slug: str):
+        """Create a project; prints its id."""
+        try:
+            click.echo(accounts.create_project(accounts.get_organization(org_slug), name).id)
+        except ServiceError as error:
+            _fail(error)
+
+    @users.command("create")
+    @click.argument("email")
+    @click.option("--org", "org_slug", required=True)
+    @click.option("--role", required=True)
+    @click.option("--partner", "partner_name")
+    @click.option("--name", "display_name")
+    def users_create(email: str, org_slug: str, role: str, partner_name: str | None, display_name: str | None):
+        """Create a user (or give an existing one a membership in one more org)."""
+        try:
+            org = accounts.get_organization(org_slug)
+            partner = accounts.find_partner(org, partner_name) if partner_name else None
+            password = None if accounts.find_user(email) else _password()
+            membership = accounts.add_member(org, email, role, password=password, partner=partner,
+                                             display_name=display_name)
+            click.echo(f"{membership.user.email} is {membership.role} in {org.slug}")
+        except ServiceError as error:
+            _fail(error)
+
+    @users.command("set-role")
+    @click.argument("email")
+    @click.option("--org", "org_slug", required=True)
+    @click.option("--role", required=True)
+    def users_set_role(email: str, org_slug: str, role: str):
+        """Change a member's role; their tokens follow from the next request."""
+        try:
+            membership = accounts.set_role(accounts.get_membership(accounts.get_organization(org_slug), email), role)
+            click.echo(f"{membership.user.email} is {membership.role} in {org_slug}")
+        except ServiceError as error:
+            _fail(error)
+
+    @users.command("remove")
+    @click.argument("email")
+    @click.option("--org", "org_slug", required=True)
+    def users_remove(email: str, org_slug: str):
+        """End a membership; the member's tokens stop working at once."""
+        try:
+            accounts.remove_member(accounts.get_membership(accounts.get_organization(org_slug), email))
+            click.echo(f"{email} removed from {org_slug}")
+        except ServiceError as error:
+            _fail(error)
+
+    @token_group.command("create")
+    @click.option("--org", "org_slug", required=True)
+    @click.option("--user", "email", required=True)
+    @click.option("--name", required=True)
+    @click.option("--scopes", required=True, help="comma-separated")
+    @click.option("--permissions", required=True, help="comma-separated")
+    @click.option("--type", "kind", type=click.Choice(TokenType.ALL), default=TokenType.PERSONAL)
+    @click.option("--project", "project_name")
+    @click.option("--expires-in-days", type=int)
+    @click.option("--no-expiry", is_flag=True)
+    @click.option("--description", default="")
+    def tokens_create(org_slug, email, name, scopes, permissions, kind, project_name, expires_in_days,
+                      no_expiry, description):
+        """Create a token; prints only the secret on stdout."""
+        if expires_in_days is not None and no_expiry:
+            raise click.UsageError("Give --expires-in-days or --no-expiry, not both")
+        try:
+            org = accounts.get_organization(org_slug)
+            membership = accounts.get_membership(org, email)
+            payload = {"name": name, "description": description, "type": kind,
+                       "permissions": permissions.split(","), "scopes": scopes.split(",")}
+            if project_name:
+                payload["project_id"] = accounts.find_project(org, project_name).id
+            if no_expiry:
+                payload["expires_at"] = None
+            elif expires_in_days is not None:
+                payload["expires_in_days"] = expires_in_days
+            data = tokens.parse_token_payload(payload, creating=True)
+            _, secret = tokens.create_token(Actor(membership=membership, user_agent="keyward-cli"), data)
+            click.echo(secret)
+        except ServiceError as error:
+            _fail(error)
+
+    @app.cli.command("demo")
+    def demo():
+        """Load a demo organization, users, partner, projects and documents (once)."""
+        from shared.demo import load_demo
+
+        from shared.demo import demo_logins
+
+        created = load_demo()
+        click.echo("Demo data loaded." if created else "Demo data is already loaded.")
+        click.echo("Sign in at http://127.0.0.1:5000/login with:")
+        for email, role, password in demo_logins():
+            click.echo(f"  {email:<24} {role:<18} password: {password}")
+
+    for group in (orgs, users, partners, projects, token_group):
+        app.cli.add_command(group)

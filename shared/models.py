@@ -1,0 +1,319 @@
+"""SQLAlchemy 2 typed models. Invariants that the database can hold, it holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared import clock
+from shared.extensions import db
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in Python on every database (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return clock.now()
+
+
+class Plan:
+    NONE = "none"
+    FREE = "free"
+    BUSINESS = "business"
+    ENTERPRISE = "enterprise"
+    ALL = (NONE, FREE, BUSINESS, ENTERPRISE)
+
+
+class Organization(db.Model):
+    __tablename__ = "organizations"
+    __table_args__ = (CheckConstraint("plan IN ('none', 'free', 'business', 'enterprise')", name="ck_org_plan"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    slug: Mapped[str] = mapped_column(String(120), unique=True)
+    plan: Mapped[str] = mapped_column(String(20), default=Plan.FREE)
+    credit_balance: Mapped[int] = mapped_column(Integer, default=0)
+    # Token policy: None means "no cap" / "every scope".
+    policy_max_lifetime_days: Mapped[int | None] = mapped_column(Integer)
+    policy_allow_no_expiry: Mapped[bool] = mapped_column(Boolean, default=True)
+    policy_allowed_scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    policy_require_allowlist: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-cased
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user")
+
+    # Flask-Login protocol. The "id" Flask-Login keeps in the cookie is the key of a server-side
+    # UserSession, so signing out (or removal, or a new password) ends it on the server.
+    session_key = None  # set per request by the session loader; not a column
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str | None:
+        return self.session_key
+
+
+class UserSession(db.Model):
+    """A signed-in browser. The cookie holds the key; the database holds only its hash."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+    user: Mapped[User] = relationship()
+
+
+membership_groups = Table(
+    "membership_groups",
+    db.metadata,
+    Column("membership_id", ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("visibility_groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Partner(db.Model):
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organization: Mapped[Organization] = relationship()
+
+
+class Membership(db.Model):
+    """A user's role in one organization. Removal keeps the row (tokens point at it)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        # One live membership per user and org; removed ones stay for history.
+        Index(
+            "uq_membership_live",
+            "user_id",
+            "organization_id",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+        CheckConstraint(
+            "role IN ('owner', 'admin', 'security_manager', 'maintainer', 'editor', 'viewer',"
+            " 'partner_admin', 'partner_member')",
+            name="ck_membership_role",
+        ),
+        CheckConstraint(
+            "(partner_id IS NULL) = (role NOT IN ('partner_admin', 'partner_member'))",
+            name="ck_membership_partner_role",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Taken (row-locked / written) while creating a token, so the free-plan limit holds under races.
+    token_lock: Mapped[int] = mapped_column(Integer, default=0)
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    organization: Mapped[Organization] = relationship()
+    partner: Mapped[Partner | None] = relationship()
+    groups: Mapped[list[VisibilityGroup]] = relationship(secondary=membership_groups)
+
+    @property
+    def is_live(self) -> bool:
+        """Active user, membership not removed, partner (if any) not removed."""
+        if self.removed_at is not None or not self.user.is_active:
+            return False
+        return self.partner is None or self.partner.removed_at is None
+
+
+class Project(db.Model):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class VisibilityGroup(db.Model):
+    __tablename__ = "visibility_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class Template(db.Model):
+    __tablename__ = "templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text, default="")
+
+
+class Document(db.Model):
+    __tablename__ = "documents"
+    __table_args__ = (
+        CheckConstraint("status IN ('draft', 'published', 'archived')", name="ck_document_status"),
+        Index("ix_documents_org_created", "organization_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
+    visibility_group_id: Mapped[int | None] = mapped_column(ForeignKey("visibility_groups.id"))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    created_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, onupdate=_now)
+
+
+class TokenType:
+    PERSONAL = "personal"
+    ORGANIZATION = "organization"
+    PROJECT = "project"
+    ALL = (PERSONAL, ORGANIZATION, PROJECT)
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint("type IN ('personal', 'organization', 'project')", name="ck_token_type"),
+        CheckConstraint("(type = 'project') = (project_id IS NOT NULL)", name="ck_token_project"),
+        CheckConstraint("usage_count >= 0 AND documents_processed >= 0", name="ck_token_counts"),
+        Index("ix_tokens_org_created", "organization_id", "created_at"),
+        Index("ix_tokens_creator", "created_by_membership_id", "revoked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    created_by_membership_id: Mapped[int] = mapped_column(ForeignKey("memberships.id"))
+    type: Mapped[str] = mapped_column(String(20))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    permissions: Mapped[list[str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    ip_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    display_suffix: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+    usage_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    documents_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+    organization: Mapped[Organization] = relationship()
+    creator: Mapped[Membership] = relationship()
+    project: Mapped[Project | None] = relationship()
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_org_time", "organization_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(64))
+    source_ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    actor_user: Mapped[User | None] = relationship()
+    actor_token: Mapped[ApiToken | None] = relationship()
+
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "Document",
+    "Membership",
+    "Organization",
+    "Partner",
+    "Plan",
+    "Project",
+    "Template",
+    "TokenType",
+    "User",
+    "UserSession",
+    "UTCDateTime",
+    "VisibilityGroup",
+    "func",
+]

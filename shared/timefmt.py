@@ -1,0 +1,45 @@
+"""Relative and exact times, the one place the UI formats a moment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared import clock
+
+_UNITS = (
+    ("year", 365 * 24 * 3600),
+    ("month", 30 * 24 * 3600),
+    ("day", 24 * 3600),
+    ("hour", 3600),
+    ("minute", 60),
+)
+
+
+def relative(moment: datetime | None, reference: datetime | None = None) -> str:
+    """'5 days ago', 'in 3 hours', 'just now'; 'never' for None."""
+    if moment is None:
+        return "never"
+    reference = reference or clock.now()
+    seconds = int((reference - moment).total_seconds())
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        return "just now"
+    for name, size in _UNITS:
+        if seconds >= size:
+            count = seconds // size
+            label = f"{count} {name}{'s' if count != 1 else ''}"
+            return f"in {label}" if future else f"{label} ago"
+    return "just now"  # pragma: no cover - the loop always returns for seconds >= 60
+
+
+def exact(moment: datetime | None) -> str:
+    """'2026-11-23 14:05 UTC' for titles and tables; '' for None."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, as the API writes times; None stays None."""
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

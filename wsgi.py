@@ -1,0 +1,3 @@
+from shared.app import create_app
+
+app = create_app()
