@@ -34,7 +34,8 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 
 def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """Names this run's PostgreSQL schema; KEYWARD_TEST_SCHEMA keeps parallel runs apart."""
+    return os.environ.get("KEYWARD_TEST_SCHEMA") or os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _postgres_url() -> str:

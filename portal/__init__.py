@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("portal", __name__, template_folder="templates")
+
+from portal import views  # noqa: E402,F401  (routes register on import)
