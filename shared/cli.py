@@ -139,9 +139,7 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("demo")
     def demo():
         """Load a demo organization, users, partner, projects and documents (once)."""
-        from shared.demo import load_demo
-
-        from shared.demo import demo_logins
+        from shared.demo import demo_logins, load_demo
 
         created = load_demo()
         click.echo("Demo data loaded." if created else "Demo data is already loaded.")

@@ -24,7 +24,7 @@ DEMO_USERS = (
 
 
 def demo_logins() -> list[tuple[str, str, str]]:
-    return True
+    return [(email, role, DEMO_PASSWORD) for email, role, _, _ in DEMO_USERS]
 
 
 def load_demo() -> bool:

@@ -44,8 +44,14 @@ class RateState:
         return max(1, math.ceil(self.reset - time.time()))
 
 
+def _key(*identifiers: str) -> tuple[str, ...]:
+    # Flask-Limiter applies RATELIMIT_KEY_PREFIX only to its decorators; we call the strategy directly.
+    return (current_app.config.get("RATELIMIT_KEY_PREFIX") or "keyward", *identifiers)
+
+
 def _hit(limit_text: str, *identifiers: str) -> RateState:
     item = parse(limit_text)
+    identifiers = _key(*identifiers)
     strategy = limiter.limiter
     allowed = strategy.hit(item, *identifiers)
     stats = strategy.get_window_stats(item, *identifiers)
@@ -68,6 +74,7 @@ def hit_token(token_id: int, plan: str) -> RateState:
 def _test(limit_text: str, *identifiers: str) -> RateState | None:
     """The state when this bucket is exhausted (refuse), else None. Does not count."""
     item = parse(limit_text)
+    identifiers = _key(*identifiers)
     if limiter.limiter.test(item, *identifiers):
         return None
     stats = limiter.limiter.get_window_stats(item, *identifiers)

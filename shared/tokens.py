@@ -145,6 +145,7 @@ class TokenInput:
     expires_at: datetime | None = _UNSET
     ip_allowlist: list[str] = _UNSET
     is_active: bool = _UNSET
+    expiry_defaulted: bool = False  # no expiry was asked for; the 1-year default applied
 
     def given(self, name: str) -> bool:
         return getattr(self, name) is not _UNSET
@@ -358,6 +359,7 @@ def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
     expiry = parse_api_expiry(payload, errors, DEFAULT_EXPIRATION_DAYS if creating else None)
     if expiry is not _UNSET:
         data.expires_at = expiry
+        data.expiry_defaulted = creating and "expires_in_days" not in payload and "expires_at" not in payload
     if "is_active" in payload:
         if not isinstance(payload["is_active"], bool):
             errors.add("is_active", "is_active must be true or false")
@@ -589,16 +591,20 @@ def _check_no_escalation(caller: ApiToken, data: TokenInput, errors: FieldErrors
                          kind: str | None, project_id: int | None, expiry_field: str) -> None:
     """A token may only create or shape tokens inside its own effective rights."""
     if data.given("permissions") and data.permissions:
-        beyond = [p for p in data.permissions if p not in effective_permissions(caller)]
+        # Unknown labels grant nothing (SPEC 4), so only known ones can escalate.
+        beyond = [p for p in data.permissions
+                  if p in roles.KNOWN_PERMISSIONS and p not in effective_permissions(caller)]
         if beyond:
             errors.add("permissions", f"The calling token does not hold the {beyond[0]} permission")
     if data.given("scopes") and data.scopes:
-        beyond = [s for s in data.scopes if s not in effective_scopes(caller)]
+        beyond = [s for s in data.scopes if s in roles.KNOWN_SCOPES and s not in effective_scopes(caller)]
         if beyond:
             errors.add("scopes", f"The calling token does not hold the {beyond[0]} scope")
     if caller.type == TokenType.PROJECT and (kind != TokenType.PROJECT or project_id != caller.project_id):
         errors.add("type", "A project token can only manage tokens of its own project")
     if data.given("expires_at") and caller.expires_at is not None:
+        if data.expiry_defaulted and data.expires_at is not None and data.expires_at > caller.expires_at:
+            data.expires_at = caller.expires_at  # the default quietly follows the creating token
         if data.expires_at is None or data.expires_at > caller.expires_at:
             errors.add(expiry_field, "A token cannot outlive the token that creates it")
     if data.given("ip_allowlist") and caller.ip_allowlist:
@@ -615,8 +621,8 @@ def _check_target_within_caller(actor: Actor, token: ApiToken) -> None:
     caller = actor.token
     if caller is None or caller.id == token.id:
         return
-    wider = (set(token.permissions) - effective_permissions(caller)
-             or set(token.scopes) - effective_scopes(caller)
+    wider = (set(labels_known(token.permissions, roles.KNOWN_PERMISSIONS)) - effective_permissions(caller)
+             or set(labels_known(token.scopes, roles.KNOWN_SCOPES)) - effective_scopes(caller)
              or (caller.type == TokenType.PROJECT and token.project_id != caller.project_id))
     if wider:
         raise PermissionDenied("The calling token cannot manage a token with wider rights than its own")

@@ -109,15 +109,33 @@ def app_config(database_url, rate_limit_storage) -> dict:
     }
 
 
-@pytest.fixture
-def app(app_config):
-    app = create_app(app_config)
-    yield app
+def _dispose(app) -> None:
     with app.app_context():
         from shared.extensions import db
 
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_config):
+    app = create_app(app_config)
+    yield app
+    _dispose(app)
+
+
+@pytest.fixture
+def app_with(app_config):
+    """Another app on the same database with some settings changed: `app_with(KEY=value)`."""
+    apps = []
+
+    def build(**overrides):
+        apps.append(create_app({**app_config, **overrides}))
+        return apps[-1]
+
+    yield build
+    for built in apps:
+        _dispose(built)
 
 
 @pytest.fixture
@@ -295,13 +313,15 @@ def free_port() -> int:
 class LiveServer:
     """gunicorn serving wsgi:app on loopback, several workers, against the test's database."""
 
-    def __init__(self, env: dict[str, str], workers: int = 3):
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 3):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
-             "-k", "gthread", "--threads", "4", "--log-level", "warning"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{self.port}", "-w", str(workers),
+                 "-k", "gthread", "--threads", "4", "--log-level", "warning"],
+                cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -314,7 +334,7 @@ class LiveServer:
         raise RuntimeError("gunicorn did not start:\n" + self.output())
 
     def output(self) -> str:
-        return self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -326,7 +346,7 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(app_config):
+def live_server(app_config, tmp_path):
     """Start with `live_server()`; every server started is stopped after the test."""
     servers: list[LiveServer] = []
 
@@ -338,7 +358,7 @@ def live_server(app_config):
             "KEYWARD_RATE_LIMITS": "free=100000/minute;business=100000/minute;enterprise=100000/minute",
             **extra_env,
         }
-        server = LiveServer(env, workers)
+        server = LiveServer(env, tmp_path / f"gunicorn-{len(servers)}.log", workers)
         servers.append(server)
         return server
 

@@ -170,10 +170,8 @@ def test_ip_allowlist_uses_real_peer_address(client, make, editor):
     assert spoofed.status_code == 403
 
 
-def test_forwarded_address_trusted_only_from_configured_hops(make, app_config):
-    from shared.app import create_app
-
-    app = create_app({**app_config, "KEYWARD_TRUSTED_PROXIES": 1})
+def test_forwarded_address_trusted_only_from_configured_hops(make, app_with):
+    app = app_with(KEYWARD_TRUSTED_PROXIES=1)
     from tests.conftest import Factory
 
     factory = Factory(app)
@@ -287,10 +285,8 @@ def test_refused_requests_are_not_counted(client, make, editor, clock):
     assert make.get_token(issued.id).usage_count == 0
 
 
-def test_failed_authentication_is_throttled_per_address(make, app_config):
-    from shared.app import create_app
-
-    app = create_app({**app_config, "KEYWARD_AUTH_FAILURE_LIMIT": "5/minute"})
+def test_failed_authentication_is_throttled_per_address(make, app_with):
+    app = app_with(KEYWARD_AUTH_FAILURE_LIMIT="5/minute")
     client = app.test_client()
     for _ in range(5):
         assert client.get("/api/v1/me", headers=bearer("kw_guess")).status_code == 401
@@ -302,11 +298,10 @@ def test_failed_authentication_is_throttled_per_address(make, app_config):
     assert elsewhere.status_code == 401
 
 
-def test_token_rate_limit_refuses_with_retry_after(make, app_config):
-    from shared.app import create_app
+def test_token_rate_limit_refuses_with_retry_after(make, app_with):
     from tests.conftest import Factory
 
-    app = create_app({**app_config, "KEYWARD_RATE_LIMITS": {"free": "3/minute"}})
+    app = app_with(KEYWARD_RATE_LIMITS={"free": "3/minute"})
     factory = Factory(app)
     issued = factory.token(factory.member(factory.org("free"), "editor"))
     client = app.test_client()

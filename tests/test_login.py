@@ -1,0 +1,125 @@
+"""Sign in and sign out: argon2id, rehash, server-side sessions, no fixation, throttled failures."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+
+from tests.conftest import csrf_from, login
+
+
+def test_sign_in_with_email_and_password(client, make):
+    member = make.member(make.org(), "editor")
+    response = login(client, member.email.upper(), member.password)
+    assert response.status_code == 302
+    assert client.get("/", follow_redirects=False).status_code in (200, 302)
+
+
+def test_login_page_has_labelled_fields(client):
+    html = client.get("/login").get_data(as_text=True)
+    assert '<label for="email">Email</label>' in html
+    assert '<label for="password">Password</label>' in html
+    assert ">Sign in</button>" in html
+
+
+def test_wrong_password_is_refused_without_revealing_which_part(client, make):
+    member = make.member(make.org(), "editor")
+    wrong = login(client, member.email, "nope nope nope")
+    unknown = login(client, "nobody@example.test", "nope nope nope")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Incorrect email or password" in wrong.get_data(as_text=True)
+    assert "Incorrect email or password" in unknown.get_data(as_text=True)
+
+
+def test_login_without_csrf_is_refused(client, make):
+    member = make.member(make.org(), "editor")
+    response = client.post("/login", data={"email": member.email, "password": member.password})
+    assert response.status_code == 400
+
+
+def test_password_is_rehashed_when_parameters_change(client, make, app):
+    member = make.member(make.org(), "editor")
+
+    def weaken():
+        from shared.extensions import db
+        from shared.models import User
+
+        user = db.session.get(User, member.user_id)
+        user.password_hash = PasswordHasher(time_cost=1, memory_cost=8192).hash(member.password)
+        db.session.commit()
+        return user.password_hash
+
+    weak = make.run(weaken)
+    assert login(client, member).status_code == 302
+
+    def stored():
+        from shared.extensions import db
+        from shared.models import User
+
+        return db.session.get(User, member.user_id).password_hash
+
+    new_hash = make.run(stored)
+    assert new_hash != weak and new_hash.startswith("$argon2id$")
+    assert not PasswordHasher().check_needs_rehash(new_hash)
+
+
+def test_sign_out_ends_the_session_on_the_server(client, app, make):
+    member = make.member(make.org(), "editor")
+    login(client, member)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    page = client.get("/no-organization")  # any signed-in page with a form carries a CSRF token
+    token = csrf_from(client.get("/login").get_data(as_text=True)) if page.status_code != 200 else csrf_from(
+        page.get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    replay = app.test_client()
+    replay.set_cookie("session", cookie.value)
+    response = replay.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_removal_and_new_password_end_sessions(client, app, make, runner):
+    member = make.member(make.org(), "editor")
+    login(client, member)
+    assert client.get("/").status_code in (200, 302)
+    assert "/login" not in client.get("/").headers.get("Location", "")
+
+    def new_password():
+        from shared import accounts
+        from shared.extensions import db
+        from shared.models import User
+
+        accounts.set_password(db.session.get(User, member.user_id), "another long password")
+
+    make.run(new_password)
+    response = client.get("/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_session_cookie_changes_on_sign_in(client, make):
+    member = make.member(make.org(), "editor")
+    client.get("/login")
+    before = client.get_cookie("session")
+    login(client, member)
+    after = client.get_cookie("session")
+    assert after is not None and (before is None or before.value != after.value)
+
+
+def test_failed_logins_are_throttled(app_with, make):
+    from tests.conftest import Factory
+
+    app = app_with(KEYWARD_LOGIN_FAILURE_LIMIT="3/minute")
+    factory = Factory(app)
+    member = factory.member(factory.org(), "editor")
+    client = app.test_client()
+    for _ in range(3):
+        assert login(client, member.email, "wrong password!").status_code == 401
+    assert login(client, member.email, member.password).status_code == 429
+
+
+def test_open_redirect_is_refused(client, make):
+    member = make.member(make.org(), "editor")
+    page = client.get("/login?next=https://evil.example/")
+    response = client.post("/login?next=https://evil.example/", data={
+        "email": member.email, "password": member.password, "csrf_token": csrf_from(page.get_data(as_text=True))})
+    assert response.status_code == 302
+    assert "evil.example" not in response.headers["Location"]
