@@ -83,6 +83,13 @@ def _wants_json() -> bool:
     return request.path.startswith(API_PREFIX)
 
 
+def _error_page(status: int, message: str):
+    """An error for a browser: the error page, or for htmx just the message (shown as a notice)."""
+    if request.headers.get("HX-Request") == "true":
+        return message, status, {"Content-Type": "text/plain; charset=utf-8"}
+    return render_template("error.html", status=status, message=message), status
+
+
 def _register_error_handlers(app: Flask) -> None:
     from api.errors import error_response, http_error_response, service_error_response
 
@@ -91,13 +98,13 @@ def _register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         if _wants_json():
             return service_error_response(error)
-        return render_template("error.html", status=error.status, message=error.message), error.status
+        return _error_page(error.status, error.message)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         if _wants_json():
             return http_error_response(error)
-        return render_template("error.html", status=error.code, message=error.description), error.code
+        return _error_page(error.code, error.description)
 
     @app.errorhandler(OperationalError)
     def database_unavailable(error: OperationalError):
@@ -105,7 +112,7 @@ def _register_error_handlers(app: Flask) -> None:
         log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else "error")
         if _wants_json():
             return error_response(503, "unavailable", "The service is temporarily unavailable; retry shortly")
-        return render_template("error.html", status=503, message="Keyward is temporarily unavailable."), 503
+        return _error_page(503, "Keyward is temporarily unavailable.")
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
@@ -113,7 +120,7 @@ def _register_error_handlers(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if _wants_json():
             return error_response(500, "internal_error", "Something went wrong on our side")
-        return render_template("error.html", status=500, message="Something went wrong on our side."), 500
+        return _error_page(500, "Something went wrong on our side.")
 
     @app.after_request
     def rate_limit_headers(response):

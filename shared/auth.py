@@ -8,6 +8,8 @@ from flask import Blueprint, flash, g, redirect, render_template, request, sessi
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.routing import BuildError
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
@@ -17,6 +19,7 @@ from shared.extensions import db, login_manager
 from shared.models import Membership
 from shared.netaddr import client_address
 from shared.ratelimits import RateLimited
+from shared.roles import Capability
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login"
@@ -61,20 +64,48 @@ def current_actor() -> Actor | None:
     return Actor(membership=membership, ip=client_address(), user_agent=request.headers.get("User-Agent"))
 
 
+# Where each kind of member lands after signing in: staff in the portal, partner users in their hub.
+HOME_ENDPOINTS = {"staff": "portal.tokens", "partner": "partner_hub.tokens"}
+
+
 def home_for(membership: Membership | None) -> str:
     if membership is None:
         return url_for("auth.no_organization")
-    if roles.is_partner_role(membership.role):
-        return url_for("partner_hub.tokens") if "partner_hub.tokens" in _endpoints() else url_for("auth.home")
-    if "portal.tokens" in _endpoints():
-        return url_for("portal.tokens")
-    return url_for("auth.home")
+    if not roles.can(membership.role, Capability.MANAGE_OWN_TOKENS):
+        return url_for("auth.home")  # e.g. a viewer: nothing to manage, a plain welcome page
+    audience = "partner" if roles.is_partner_role(membership.role) else "staff"
+    try:
+        return url_for(HOME_ENDPOINTS[audience])
+    except BuildError:  # that UI is not installed in this app
+        return url_for("auth.home")
 
 
-def _endpoints() -> set[str]:
-    from flask import current_app
+@bp.app_context_processor
+def navigation_context() -> dict:
+    """What the layout's navigation needs: the working membership, the others, capability checks.
 
-    return set(current_app.view_functions)
+    Callables, so pages that never show the navigation (and error pages rendered while the
+    database is down) never query for it.
+    """
+
+    def signed_in_membership() -> Membership | None:
+        try:
+            return current_membership() if current_user.is_authenticated else None
+        except SQLAlchemyError:
+            db.session.rollback()
+            return None
+
+    def switchable_memberships() -> list[Membership]:
+        if signed_in_membership() is None:
+            return []
+        return [m for m in live_memberships(current_user) if m.is_live]
+
+    def can(capability: str) -> bool:
+        membership = signed_in_membership()
+        return membership is not None and roles.can(membership.role, Capability(capability))
+
+    return {"signed_in_membership": signed_in_membership, "switchable_memberships": switchable_memberships,
+            "can": can}
 
 
 def _safe_next(target: str | None) -> str | None:
