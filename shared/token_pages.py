@@ -25,7 +25,6 @@ from math import ceil
 from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from werkzeug.wrappers import Response
 
 from shared import roles, tokens
 from shared.audit import Actor
@@ -348,7 +347,8 @@ class TokenPages:
     def deactivate(self, token_id: str):
         actor = current_actor()
         token = tokens.set_active(actor, tokens.get_token_for(actor, token_id), False)
-        return self._done(actor, token, f"Deactivated “{token.name}”. Requests with it are refused until you reactivate it.")
+        return self._done(actor, token,
+                          f"Deactivated “{token.name}”. Requests with it are refused until you reactivate it.")
 
     def reactivate(self, token_id: str):
         actor = current_actor()
