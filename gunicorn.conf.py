@@ -1,0 +1,76 @@
+"""Production defaults for serving Keyward with gunicorn: `gunicorn` (or `gunicorn -c gunicorn.conf.py`).
+
+gunicorn reads this file from the working directory on its own; flags on the command line win
+over it. Every value can be tuned from the environment without editing the file:
+
+  WEB_CONCURRENCY          worker processes (default: 2 x cores + 1, at most 12)
+  BIND / PORT              listen address (default 127.0.0.1:8000; PORT alone gives 127.0.0.1:$PORT)
+  GUNICORN_WORKER_CLASS    sync (default) or gthread
+  GUNICORN_THREADS         threads per worker when the class is gthread (default 4)
+  GUNICORN_TIMEOUT         seconds before a silent worker is killed and replaced (default 30)
+  GUNICORN_ACCESS_LOG      "-" for stdout or a file path; off when unset
+  GUNICORN_LOG_LEVEL       default info
+  FORWARDED_ALLOW_IPS      addresses whose X-Forwarded-Proto gunicorn believes; nobody by default
+  GUNICORN_MAX_REQUESTS    recycle a worker after this many requests (default 0: never)
+
+Why `sync` workers by default: a Keyward request is short and CPU-bound (parse, one indexed
+lookup, one UPDATE of the usage counter, JSON). One request per process at a time means no GIL
+contention inside a worker and, on SQLite, fewer writers queueing for the database lock. On the
+2-core benchmark machine (`make bench`) sync workers answered more authenticated requests per
+second than gthread workers, with a lower p99 (see bench/README.md for the figures). Sync workers
+do not keep connections alive and are tied up by slow clients, so in production put a buffering
+reverse proxy (nginx, a cloud load balancer) in front, which is the deployment SPEC 10 describes.
+Serving clients directly, without a proxy, is the case for GUNICORN_WORKER_CLASS=gthread.
+
+Client addresses: gunicorn never rewrites REMOTE_ADDR from X-Forwarded-For; Keyward itself decides
+how many proxy hops to believe (KEYWARD_TRUSTED_PROXIES, default 0). Likewise this file trusts no
+front end for the scheme headers unless FORWARDED_ALLOW_IPS says so (gunicorn's own default
+would trust 127.0.0.1 and ::1).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+MAX_DEFAULT_WORKERS = 12  # beyond this, more processes only add database connections and memory
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _default_workers() -> int:
+    return min(2 * multiprocessing.cpu_count() + 1, MAX_DEFAULT_WORKERS)
+
+
+wsgi_app = "wsgi:app"
+
+bind = [os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"]
+backlog = 2048
+
+workers = _env_int("WEB_CONCURRENCY", _default_workers())
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
+
+timeout = _env_int("GUNICORN_TIMEOUT", 30)  # a request that runs longer is a bug: kill the worker
+graceful_timeout = 30  # on reload or shutdown, let in-flight requests finish
+keepalive = 5  # gthread only (sync closes every connection); just above common proxy idle timeouts
+
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = max_requests // 10  # staggered, so the workers do not all restart at once
+
+# Request size limits stay at gunicorn's defaults (4094-byte request line, 100 header fields of at
+# most 8190 bytes): an API token and its headers fit with room to spare.
+
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # off: one line per request costs throughput
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
+proxy_allow_ips = ""  # only read with proxy_protocol, which stays off
+
+# gunicorn >= 25 opens a control socket at one fixed per-user path by default; several instances on
+# one host would fight over it, and Keyward does not use gunicornc.
+control_socket_disable = True
