@@ -772,3 +772,17 @@ def test_pages_have_no_inline_scripts(client, make, owner):
         assert not re.search(r"\son[a-z]+=", page), url
         assert "htmx-2.0.11.min.js" in page and "//cdn" not in page
 
+
+
+def test_status_badges_follow_time(client, make, editor, clock):
+    soon = make.token(editor, name="Soon", expires_in_days=10)
+    signed_in(client, editor)
+    assert ">Active<" in row_html(html(client.get(TOKENS)), soon.id)
+    clock.advance(days=4)
+    assert ">Expires soon<" in row_html(html(client.get(TOKENS)), soon.id)
+    assert soon.id in html(client.get(TOKENS + "?status=expiring"))
+    clock.advance(days=7)
+    page = html(client.get(TOKENS))
+    assert ">Expired<" in row_html(page, soon.id)
+    assert soon.id in html(client.get(TOKENS + "?status=expired"))
+    assert soon.id not in html(client.get(TOKENS + "?status=active"))
