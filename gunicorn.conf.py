@@ -14,13 +14,15 @@ over it. Every value can be tuned from the environment without editing the file:
   GUNICORN_MAX_REQUESTS    recycle a worker after this many requests (default 0: never)
 
 Why `sync` workers by default: a Keyward request is short and CPU-bound (parse, one indexed
-lookup, one UPDATE of the usage counter, JSON). One request per process at a time means no GIL
-contention inside a worker and, on SQLite, fewer writers queueing for the database lock. On the
-2-core benchmark machine (`make bench`) sync workers answered more authenticated requests per
-second than gthread workers, with a lower p99 (see bench/README.md for the figures). Sync workers
-do not keep connections alive and are tied up by slow clients, so in production put a buffering
-reverse proxy (nginx, a cloud load balancer) in front, which is the deployment SPEC 10 describes.
-Serving clients directly, without a proxy, is the case for GUNICORN_WORKER_CLASS=gthread.
+lookup, one write of the usage counter, JSON), so threads in a worker mostly wait for the GIL,
+and on SQLite they add writers queueing for the one database write lock. Measured with
+`make bench` on 2 cores, 5 workers (bench/README.md has the table): on SQLite sync workers served
+~40 % more authenticated requests per second than gthread (4 or 2 threads) with a far lower p99;
+on PostgreSQL gthread was ~15 % ahead in throughput but sync kept the lowest p99 (under 100 ms
+against 130-430 ms). Sync workers do not keep connections alive and a slow client holds a whole
+worker, so put a buffering reverse proxy (nginx, a cloud load balancer) in front, which is the
+deployment SPEC 10 describes; clients served directly, without a proxy, are the case for
+GUNICORN_WORKER_CLASS=gthread.
 
 Client addresses: gunicorn never rewrites REMOTE_ADDR from X-Forwarded-For; Keyward itself decides
 how many proxy hops to believe (KEYWARD_TRUSTED_PROXIES, default 0). Likewise this file trusts no

@@ -377,7 +377,7 @@ def describe(row: Row) -> str:
             f"auth {row.auth.rps:7.0f} req/s (p50 {row.auth.p50_ms:.1f} ms, p99 {row.auth.p99_ms:.1f} ms), "
             f"auth/healthz {row.ratio:.2f}; server CPU per request: auth {row.cpu_ms['auth']:.2f} ms, "
             f"healthz {row.cpu_ms['healthz']:.2f} ms; cores used: server {row.cpu_ms['server_cores']:.2f}, "
-            f"wrk {row.cpu_ms['loadgen_cores']:.2f}, rest of the machine {row.cpu_ms['other_cores']:.2f}"
+            f"load generator {row.cpu_ms['loadgen_cores']:.2f}, rest of the machine {row.cpu_ms['other_cores']:.2f}"
             + (f", ERRORS healthz {row.healthz.errors} auth {row.auth.errors}"
                if row.healthz.errors or row.auth.errors else ""))
 
@@ -534,7 +534,7 @@ def main() -> None:
         f"{settings['worker_class']} workers" + (f" x {settings['threads']} threads"
                                                   if settings['worker_class'] == 'gthread' else "")
         + ", access log off; the same settings for Keyward and for DRF")
-    say(f"Load: {wrk_version or 'Python load generator (wrk missing: figures are lower)'}, "
+    say(f"Load: {wrk_version or 'the Python load generator (bench/loadgen.py; costs more CPU than wrk)'}, "
         f"{args.load_threads} thread(s), {args.connections} keep-alive connections, "
         f"{args.warmup:g} s warm-up then {args.duration:g} s per endpoint")
     say(f"NOTE: the load generator runs on the same {cores} cores as the server and the database, so "
@@ -583,9 +583,11 @@ def main() -> None:
                      f"(target >= {TARGET_VS_DRF:.1f}x: {'met' if item['drf_target_met'] else 'NOT met'})")
         say(line)
     for database, result in micro.items():
-        say(f"In-process ({database}): one authenticated GET /api/v1/me costs {result['me_us']:.0f} us, "
-            f"/healthz {result['healthz_us']:.0f} us (+{result['auth_overhead_us']:.0f} us for "
-            f"authentication, rate limit, usage update and the body)")
+        phases = sorted(result["phases_us"].items(), key=lambda item: -item[1])[:3]
+        say(f"In-process ({database}): one authenticated GET /api/v1/me costs {result['me_us']:.0f} us "
+            f"(CPU {result['me_cpu_us']:.0f} us), /healthz {result['healthz_us']:.0f} us; "
+            f"authentication, rate limit, usage update and body add {result['auth_overhead_us']:.0f} us. "
+            "Largest parts: " + ", ".join(f"{name} {micros:.0f} us" for name, micros in phases))
     say(f"Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
         "(other work on the machine lowers every figure).")
 
