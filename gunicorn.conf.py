@@ -17,7 +17,7 @@ Why `sync` workers by default: a Keyward request is short and CPU-bound (parse, 
 lookup, one write of the usage counter, JSON), so threads in a worker mostly wait for the GIL,
 and on SQLite they add writers queueing for the one database write lock. Measured with
 `make bench` on 2 cores, 5 workers (bench/README.md has the table): on SQLite sync workers served
-~40 % more authenticated requests per second than gthread (4 or 2 threads) with a far lower p99;
+30-40 % more authenticated requests per second than gthread (4 or 2 threads) with a far lower p99;
 on PostgreSQL gthread was ~15 % ahead in throughput but sync kept the lowest p99 (under 100 ms
 against 130-430 ms). Sync workers do not keep connections alive and a slow client holds a whole
 worker, so put a buffering reverse proxy (nginx, a cloud load balancer) in front, which is the

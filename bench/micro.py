@@ -162,11 +162,11 @@ def measure(requests: int = 3000, rounds: int = 5, profile: bool = False) -> dic
 
 def render(result: dict) -> str:
     lines = [
-        f"In-process cost per request ({result['database']}, Flask test client, {result['requests_timed']} "
-        f"requests, median of {result['rounds']} rounds; wall-clock, and CPU time of this process):",
+        (f"In-process cost per request ({result['database']}, Flask test client, {result['requests_timed']} "
+         f"requests, median of {result['rounds']} rounds; wall-clock, and CPU time of this process):"),
         f"  GET /healthz                    {result['healthz_us']:8.0f} us   (CPU {result['healthz_cpu_us']:.0f} us)",
-        f"  GET /api/v1/me (authenticated)  {result['me_us']:8.0f} us   (CPU {result['me_cpu_us']:.0f} us)"
-        f"   +{result['auth_overhead_us']:.0f} us over /healthz",
+        (f"  GET /api/v1/me (authenticated)  {result['me_us']:8.0f} us   (CPU {result['me_cpu_us']:.0f} us)"
+         f"   +{result['auth_overhead_us']:.0f} us over /healthz"),
         f"  where an authenticated request spends its time (probed run: {result['probed_me_us']:.0f} us):",
     ]
     total = result["probed_me_us"] or 1

@@ -149,7 +149,7 @@ def machine_busy_seconds() -> float:
     """CPU seconds all cores have spent busy since boot (/proc/stat: everything but idle and iowait)."""
     with open("/proc/stat") as handle:
         values = [int(v) for v in handle.readline().split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
@@ -489,8 +489,8 @@ def main() -> None:
     if args.generator == "wrk" and wrk is None:
         raise SystemExit("bench: --generator wrk but wrk is not installed (apt-get install wrk)")
     args.generator = "wrk" if wrk else "python"
-    wrk_version = (subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
-                   if wrk else None)
+    wrk_version = (subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
+                   .split(" Copyright")[0].strip() if wrk else None)
 
     server_env: dict[str, str] = {}
     if args.workers:
@@ -535,7 +535,7 @@ def main() -> None:
                                                   if settings['worker_class'] == 'gthread' else "")
         + ", access log off; the same settings for Keyward and for DRF")
     say(f"Load: {wrk_version or 'the Python load generator (bench/loadgen.py; costs more CPU than wrk)'}, "
-        f"{args.load_threads} thread(s), {args.connections} keep-alive connections, "
+        f"{args.load_threads} load thread(s), {args.connections} connections (keep-alive where the server allows), "
         f"{args.warmup:g} s warm-up then {args.duration:g} s per endpoint")
     say(f"NOTE: the load generator runs on the same {cores} cores as the server and the database, so "
         "every figure is lower than a dedicated load machine would show; both services are measured "

@@ -35,7 +35,7 @@ def _iso(moment) -> str | None:
 
 
 class MeView(APIView):
-    permission_classes = [HasAPIKeyKeepingKey]
+    permission_classes = (HasAPIKeyKeepingKey,)
 
     def get(self, request):
         key = request.api_key
