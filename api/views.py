@@ -1,29 +1,39 @@
-"""JSON endpoints. Thin: parse, call a service in shared/, answer."""
+"""JSON endpoints. Thin: the schema validates, a service in shared/ acts, the view answers."""
 
 from __future__ import annotations
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 
-from api import bp
-from api.auth import current_actor, token_required
-from api.params import QueryParams
-from shared import tokens
-from shared.errors import InvalidRequest
+from api.auth import current_actor
+from api.schema import Array, Body, Boolean, Integer, Moment, String, endpoint, identifier, pagination
+from shared import roles, tokens
 from shared.models import TokenType
 
 NO_STORE = {"Cache-Control": "no-store"}
+AUTH_ERRORS = {401: "Error", 403: "Error", 429: "Error"}
+TOKEN_ERRORS = {**AUTH_ERRORS, 404: "Error", 409: "Error"}
+
+_labels = dict(items=String(max_length=50, min_length=1), min_items=1, max_items=tokens.MAX_LABELS)
+TOKEN_FIELDS = {
+    "name": String("1–100 characters, no control characters", min_length=1, max_length=100),
+    "description": String("At most 500 characters", max_length=500, nullable=True),
+    "permissions": Array(f"Known: {', '.join(roles.KNOWN_PERMISSIONS)}", **_labels),
+    "scopes": Array(f"Known: {', '.join(roles.KNOWN_SCOPES)}", **_labels),
+    "expires_in_days": Integer("Lifetime in days", minimum=1, maximum=3650, nullable=True),
+    "expires_at": Moment("Expiry; null for never", nullable=True),
+    "ip_allowlist": Array("IPv4/IPv6 addresses or CIDR ranges",
+                          items=String(max_length=64), max_items=tokens.MAX_ALLOWLIST_ENTRIES, nullable=True),
+}
+CREATE_TOKEN = Body({
+    **TOKEN_FIELDS,
+    "type": String("Token type", choices=TokenType.ALL, default=TokenType.PERSONAL),
+    "project_id": identifier("Project of a project token", nullable=True),
+}, required=("name", "permissions", "scopes"), name="TokenCreate")
+UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name="TokenUpdate")
 
 
-def _json_body() -> dict:
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise InvalidRequest("Send a JSON object with Content-Type: application/json",
-                             fields={"body": "Expected a JSON object"})
-    return payload
-
-
-@bp.get("/me")
-@token_required()
+@endpoint("GET", "/me", summary="Introspect the calling token", scope=None, tag="tokens",
+          responses={200: "Me", **AUTH_ERRORS})
 def me():
     token = g.api_token
     org = token.organization
@@ -35,75 +45,69 @@ def me():
     })
 
 
-@bp.get("/tokens")
-@token_required("tokens")
-def list_tokens():
-    params = QueryParams({"name", "type", "status", "project_id", "page", "per_page"})
+@endpoint("GET", "/tokens", summary="List tokens (own; every token of the org for managers)", scope="tokens",
+          tag="tokens", responses={200: "TokenList", 400: "Error", **AUTH_ERRORS}, query={
+              "name": String("Filter by name (contains)", max_length=100),
+              "type": String("Token type", choices=TokenType.ALL),
+              "status": String("Status", choices=tokens.LIST_STATUSES),
+              "project_id": identifier("Project"),
+              **pagination()})
+def list_tokens(query: dict):
     filters = tokens.TokenFilters(
-        tab="deleted" if request.args.get("status") == "revoked" else "active",
-        name=params.text("name", 100),
-        type=params.choice("type", TokenType.ALL),
-        status=params.choice("status", tokens.LIST_STATUSES),
-        project_id=params.integer("project_id", minimum=1),
-        page=params.integer("page", default=1, minimum=1, maximum=100_000),
-        per_page=params.integer("per_page", default=25, minimum=1, maximum=100),
-    )
-    params.done()
+        tab="deleted" if query.get("status") == "revoked" else "active", name=query.get("name", "").strip(),
+        type=query.get("type", ""), status=query.get("status", ""), project_id=query.get("project_id"),
+        page=query["page"], per_page=query["per_page"])
     items, total = tokens.list_tokens(current_actor(), filters)
     return jsonify({"items": [tokens.token_summary(t) for t in items], "page": filters.page,
                     "per_page": filters.per_page, "total": total})
 
 
-@bp.post("/tokens")
-@token_required("tokens")
-def create_token():
-    data = tokens.parse_token_payload(_json_body(), creating=True)
-    token, secret = tokens.create_token(current_actor(), data)
+@endpoint("POST", "/tokens", summary="Create a token (answers its secret, once)", scope="tokens", tag="tokens",
+          responses={201: "TokenWithSecret", 400: "Error", **TOKEN_ERRORS}, body=CREATE_TOKEN)
+def create_token(body: dict):
+    token, secret = tokens.create_token(current_actor(), tokens.parse_token_payload(body, creating=True))
     return jsonify({"token": tokens.token_summary(token), "secret": secret}), 201, NO_STORE
 
 
-@bp.get("/tokens/<token_id>")
-@token_required("tokens")
+@endpoint("GET", "/tokens/<token_id>", summary="Read a token", scope="tokens", tag="tokens",
+          responses={200: "Token", **TOKEN_ERRORS})
 def get_token(token_id: str):
     return jsonify(tokens.token_summary(tokens.get_token_for(current_actor(), token_id)))
 
 
-@bp.patch("/tokens/<token_id>")
-@token_required("tokens")
-def update_token(token_id: str):
+@endpoint("PATCH", "/tokens/<token_id>", summary="Edit a token (everything but the secret)", scope="tokens",
+          tag="tokens", responses={200: "Token", 400: "Error", **TOKEN_ERRORS}, body=UPDATE_TOKEN)
+def update_token(token_id: str, body: dict):
     actor = current_actor()
     token = tokens.get_token_for(actor, token_id)
-    data = tokens.parse_token_payload(_json_body(), creating=False)
+    data = tokens.parse_token_payload(body, creating=False)
     return jsonify(tokens.token_summary(tokens.update_token(actor, token, data)))
 
 
-@bp.delete("/tokens/<token_id>")
-@token_required("tokens")
+@endpoint("DELETE", "/tokens/<token_id>", summary="Revoke a token (final)", scope="tokens", tag="tokens",
+          responses={200: "Token", **TOKEN_ERRORS})
 def revoke_token(token_id: str):
     actor = current_actor()
-    token = tokens.get_token_for(actor, token_id)
-    return jsonify(tokens.token_summary(tokens.revoke_token(actor, token)))
+    return jsonify(tokens.token_summary(tokens.revoke_token(actor, tokens.get_token_for(actor, token_id))))
 
 
-@bp.post("/tokens/<token_id>/regenerate")
-@token_required("tokens")
+@endpoint("POST", "/tokens/<token_id>/regenerate", summary="New secret; the old value stops at once",
+          scope="tokens", tag="tokens", responses={200: "TokenWithSecret", **TOKEN_ERRORS})
 def regenerate_token(token_id: str):
     actor = current_actor()
     token, secret = tokens.regenerate_token(actor, tokens.get_token_for(actor, token_id))
     return jsonify({"token": tokens.token_summary(token), "secret": secret}), 200, NO_STORE
 
 
-@bp.post("/tokens/<token_id>/deactivate")
-@token_required("tokens")
+@endpoint("POST", "/tokens/<token_id>/deactivate", summary="Deactivate a token", scope="tokens", tag="tokens",
+          responses={200: "Token", **TOKEN_ERRORS})
 def deactivate_token(token_id: str):
     actor = current_actor()
-    token = tokens.set_active(actor, tokens.get_token_for(actor, token_id), False)
-    return jsonify(tokens.token_summary(token))
+    return jsonify(tokens.token_summary(tokens.set_active(actor, tokens.get_token_for(actor, token_id), False)))
 
 
-@bp.post("/tokens/<token_id>/reactivate")
-@token_required("tokens")
+@endpoint("POST", "/tokens/<token_id>/reactivate", summary="Reactivate a token", scope="tokens", tag="tokens",
+          responses={200: "Token", **TOKEN_ERRORS})
 def reactivate_token(token_id: str):
     actor = current_actor()
-    token = tokens.set_active(actor, tokens.get_token_for(actor, token_id), True)
-    return jsonify(tokens.token_summary(token))
+    return jsonify(tokens.token_summary(tokens.set_active(actor, tokens.get_token_for(actor, token_id), True)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     func,
     text,
 )
@@ -232,6 +234,8 @@ class Document(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, onupdate=_now)
 
+    created_by_token: Mapped[ApiToken | None] = relationship()
+
 
 class TokenType:
     PERSONAL = "personal"
@@ -280,6 +284,19 @@ class ApiToken(db.Model):
     project: Mapped[Project | None] = relationship()
 
 
+class TokenDailyUsage(db.Model):
+    """Accepted requests per token per UTC day, counted as they arrive (one upsert per request)."""
+
+    __tablename__ = "token_daily_usage"
+    __table_args__ = (UniqueConstraint("token_id", "day", name="uq_token_daily_usage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    day: Mapped[date] = mapped_column(Date)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_org_time", "organization_id", "created_at"),)
@@ -310,6 +327,7 @@ __all__ = [
     "Plan",
     "Project",
     "Template",
+    "TokenDailyUsage",
     "TokenType",
     "User",
     "UserSession",

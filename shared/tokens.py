@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 
-from shared import audit, clock, roles
+from shared import audit, clock, roles, usage
 from shared.audit import Actor
 from shared.db import write_transaction
 from shared.errors import (
@@ -502,6 +502,7 @@ def record_use(token: ApiToken, client_ip: str) -> None:
             .returning(ApiToken.usage_count)
             .execution_options(synchronize_session=False)
         ).scalar_one()
+        usage.count_request(session, token)
     token.usage_count, token.last_used_at, token.last_used_ip = count, now, client_ip
 
 

@@ -79,7 +79,7 @@ def test_create_is_audited_without_secret(client, admin_key, make):
     ({"description": "d" * 501}, "description"),
     ({"permissions": []}, "permissions"),
     ({"scopes": []}, "scopes"),
-    ({"scopes": "documents"}, None),  # a comma/space separated string is accepted
+    ({"scopes": "documents"}, "scopes"),  # the API wants a list
     ({"scopes": [1, 2]}, "scopes"),
     ({"permissions": ["has space"]}, "permissions"),
     ({"type": "galaxy"}, "type"),
