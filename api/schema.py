@@ -8,7 +8,7 @@ render the OpenAPI 3 description, so the document cannot drift from what the cod
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import wraps
@@ -286,10 +286,6 @@ def pagination(default_per_page: int = 25) -> dict[str, Field]:
         "page": Integer("Page number, from 1", minimum=1, maximum=100_000, default=1),
         "per_page": Integer("Items per page (at most 100)", minimum=1, maximum=100, default=default_per_page),
     }
-
-
-def choices(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(values)
 
 
 def date_bound(value: str | None) -> datetime | None:

@@ -67,3 +67,9 @@ def write_transaction() -> Iterator:
     except BaseException:
         session.rollback()
         raise
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character backslash) matching `text` anywhere, lower-cased."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

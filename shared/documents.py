@@ -15,7 +15,7 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from shared import clock
-from shared.db import write_transaction
+from shared.db import contains_pattern, write_transaction
 from shared.errors import InvalidRequest, NotFound
 from shared.extensions import db
 from shared.models import ApiToken, Document, Project, Template, TokenType, VisibilityGroup
@@ -59,8 +59,7 @@ class DocumentFilters:
 def filtered_documents(token: ApiToken, filters: DocumentFilters) -> Select:
     query = visible_documents(token)
     if filters.q:
-        pattern = "%" + filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(func.lower(Document.title).like(pattern, escape="\\"))
+        query = query.where(func.lower(Document.title).like(contains_pattern(filters.q), escape="\\"))
     if filters.project_id is not None:
         query = query.where(Document.project_id == filters.project_id)
     if filters.status:

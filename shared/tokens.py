@@ -24,7 +24,7 @@ from sqlalchemy.orm import joinedload
 
 from shared import audit, clock, roles, usage
 from shared.audit import Actor
-from shared.db import write_transaction
+from shared.db import contains_pattern, write_transaction
 from shared.errors import (
     AuthError,
     InsufficientScope,
@@ -593,12 +593,12 @@ def _check_no_escalation(caller: ApiToken, data: TokenInput, errors: FieldErrors
     """A token may only create or shape tokens inside its own effective rights."""
     if data.given("permissions") and data.permissions:
         # Unknown labels grant nothing (SPEC 4), so only known ones can escalate.
-        beyond = [p for p in data.permissions
-                  if p in roles.KNOWN_PERMISSIONS and p not in effective_permissions(caller)]
+        beyond = [p for p in labels_known(data.permissions, roles.KNOWN_PERMISSIONS)
+                  if p not in effective_permissions(caller)]
         if beyond:
             errors.add("permissions", f"The calling token does not hold the {beyond[0]} permission")
     if data.given("scopes") and data.scopes:
-        beyond = [s for s in data.scopes if s in roles.KNOWN_SCOPES and s not in effective_scopes(caller)]
+        beyond = [s for s in labels_known(data.scopes, roles.KNOWN_SCOPES) if s not in effective_scopes(caller)]
         if beyond:
             errors.add("scopes", f"The calling token does not hold the {beyond[0]} scope")
     if caller.type == TokenType.PROJECT and (kind != TokenType.PROJECT or project_id != caller.project_id):
@@ -828,8 +828,7 @@ def filtered_tokens_query(actor: Actor, filters: TokenFilters):
     else:
         query = query.where(ApiToken.revoked_at.is_(None))
     if filters.name:
-        pattern = "%" + filters.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(func.lower(ApiToken.name).like(pattern.lower(), escape="\\"))
+        query = query.where(func.lower(ApiToken.name).like(contains_pattern(filters.name), escape="\\"))
     if filters.type:
         query = query.where(ApiToken.type == filters.type)
     if filters.project_id is not None:
