@@ -1,21 +1,19 @@
-"""Settings → API Tokens, Members, Organization and Audit log (thin views).
+"""Settings → API Tokens, Members, Partners, Organization and Audit log (thin views).
 
 The API Tokens pages are shared with the partner hub and live in shared/token_pages.py; this
 module mounts them under /settings/api-tokens for staff. The other pages parse the form, call a
-service in shared/ (organizations, audit_log) and render.
+service in shared/ (organizations, partners, audit_log) and render.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 
-from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import login_required
+from flask import flash, redirect, render_template, request, url_for
 
 from portal import bp
-from shared import audit_log, organizations, roles
-from shared.auth import current_actor, current_membership
+from shared import audit_log, organizations, partners, roles
+from shared.auth import current_actor, member_page
 from shared.errors import InvalidRequest, ServiceError
 from shared.roles import Capability
 from shared.token_pages import FORM_ERROR_STATUS, register_token_pages, wants_fragment
@@ -24,25 +22,8 @@ LAYOUT = "portal/layout.html"
 
 
 def staff_page(capability: Capability) -> Callable[[Callable], Callable]:
-    """Signed in, working in an organization as staff, with `capability`; else 403.
-
-    Partner users have their own hub; the portal is for the organization's staff.
-    """
-
-    def decorator(view: Callable) -> Callable:
-        @wraps(view)
-        @login_required
-        def wrapper(*args, **kwargs):
-            membership = current_membership()
-            if membership is None:
-                return redirect(url_for("auth.no_organization"))
-            if roles.is_partner_role(membership.role) or not roles.can(membership.role, capability):
-                abort(403, "Your role does not give access to this page.")
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorator
+    """Signed in as the organization's staff, with `capability`; else 403 (partner users have the hub)."""
+    return member_page(capability, partner=False)
 
 
 register_token_pages(bp, "/settings/api-tokens", layout=LAYOUT, guard=staff_page(Capability.MANAGE_OWN_TOKENS))
@@ -110,6 +91,81 @@ def remove_member(membership_id: int):
     organizations.remove_member(actor, membership)
     flash(f"Removed {membership.user.email}. Their tokens stopped working and their sessions ended.")
     return redirect(url_for("portal.members"))
+
+
+# --------------------------------------------------------------------------- partners
+
+
+def _partners_page(open_form: int | str | None = None, error: ServiceError | None = None):
+    """The Partners page; after a failed form, that form open with its values and errors."""
+    return render_template(
+        "portal/partners.html",
+        cards=partners.list_partner_cards(current_actor()),
+        partner_roles=partners.partner_roles(),
+        open_form=open_form,
+        values=request.form if error else {},
+        errors=error.fields if error else {},
+        form_error=error.message if error and not error.fields else None,
+    ), FORM_ERROR_STATUS if error else 200
+
+
+def _back_to_partners(message: str):
+    flash(message)
+    return redirect(url_for("portal.partners_page"))
+
+
+@bp.get("/settings/partners")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partners_page():
+    return _partners_page()
+
+
+@bp.post("/settings/partners")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partner_create():
+    try:
+        partner = partners.create_partner(current_actor(), request.form.get("name", ""))
+    except InvalidRequest as error:
+        return _partners_page("new", error)
+    return _back_to_partners(f"Created the partner {partner.name}. Add its users so they can use the partner hub.")
+
+
+@bp.post("/settings/partners/<int:partner_id>/users")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partner_user_add(partner_id: int):
+    actor = current_actor()
+    partner = partners.get_partner(actor, partner_id)
+    form = request.form
+    try:
+        membership = partners.add_partner_user(
+            actor, partner, form.get("email", ""), form.get("role", ""),
+            display_name=form.get("display_name", "").strip(), password=form.get("password", ""))
+    except InvalidRequest as error:
+        return _partners_page(partner.id, error)
+    return _back_to_partners(f"Added {membership.user.email} to {partner.name} as "
+                             f"{membership.role.replace('_', ' ')}.")
+
+
+@bp.post("/settings/partners/<int:partner_id>/users/<int:membership_id>/remove")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partner_user_remove(partner_id: int, membership_id: int):
+    actor = current_actor()
+    partner = partners.get_partner(actor, partner_id)
+    membership = partners.get_partner_user(actor, partner, membership_id)
+    partners.remove_partner_user(actor, membership)
+    return _back_to_partners(f"Removed {membership.user.email} from {partner.name}. Their tokens stopped working "
+                             "and their sessions ended.")
+
+
+@bp.post("/settings/partners/<int:partner_id>/remove")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partner_remove(partner_id: int):
+    actor = current_actor()
+    partner = partners.get_partner(actor, partner_id)
+    users = partners.remove_partner(actor, partner)
+    return _back_to_partners(f"Removed the partner {partner.name} and its {len(users)} "
+                             f"user{'' if len(users) == 1 else 's'}. Their tokens stopped working and their "
+                             "sessions ended.")
 
 
 # --------------------------------------------------------------------------- organization

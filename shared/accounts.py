@@ -116,6 +116,25 @@ def find_partner(org: Organization, name: str) -> Partner:
     return partner
 
 
+def remove_partner(partner: Partner, actor: Actor | None = None) -> list[Membership]:
+    """Remove a partner company: its users' memberships end, their tokens stop and their sessions end at once.
+
+    The rows stay (tokens point at them); `Membership.is_live` refuses a removed partner's
+    memberships too, so nothing of the partner can come back to life.
+    """
+    now = clock.now()
+    users = list(db.session.scalars(select(Membership).where(
+        Membership.partner_id == partner.id, Membership.removed_at.is_(None)).order_by(Membership.id)).all())
+    partner.removed_at = now
+    for membership in users:
+        membership.removed_at = now
+        end_sessions(membership.user)
+    audit.record(actor, partner.organization_id, "partner.removed", "partner", str(partner.id),
+                 {"name": partner.name, "users": [m.user.email for m in users]})
+    db.session.commit()
+    return users
+
+
 def create_project(org: Organization, name: str) -> Project:
     name = name.strip()
     if not name or len(name) > 100:

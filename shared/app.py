@@ -50,12 +50,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     limiter.init_app(app)
 
     from api import bp as api_bp
+    from partner_hub import bp as hub_bp
     from portal import bp as portal_bp
     from shared.auth import bp as auth_bp
 
     csrf.exempt(api_bp)  # token-authenticated, never cookie-authenticated
     app.register_blueprint(auth_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(hub_bp)
     app.register_blueprint(api_bp)
 
     from shared.cli import register_cli

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from urllib.parse import urlparse
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -78,6 +80,30 @@ def home_for(membership: Membership | None) -> str:
         return url_for(HOME_ENDPOINTS[audience])
     except BuildError:  # that UI is not installed in this app
         return url_for("auth.home")
+
+
+def member_page(capability: Capability, *, partner: bool) -> Callable[[Callable], Callable]:
+    """Guard a page of one UI: signed in, working in an organization, in that UI's audience, with `capability`.
+
+    `partner=False` is the staff portal, `partner=True` the partner hub. A member of the other
+    audience, or without the capability, gets 403; nobody is redirected across (a bookmarked
+    portal page must not quietly become the hub).
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        @login_required
+        def wrapper(*args, **kwargs):
+            membership = current_membership()
+            if membership is None:
+                return redirect(url_for("auth.no_organization"))
+            if roles.is_partner_role(membership.role) != partner or not roles.can(membership.role, capability):
+                abort(403, "Your role does not give access to this page.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 @bp.app_context_processor

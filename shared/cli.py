@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import wraps
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from shared import accounts, tokens
+from shared import accounts, organizations, tokens
 from shared.audit import Actor
 from shared.errors import ServiceError
 from shared.models import Plan, TokenType
@@ -17,6 +19,19 @@ from shared.models import Plan, TokenType
 def _fail(error: ServiceError) -> None:
     detail = "; ".join(f"{k}: {v}" for k, v in error.fields.items()) if error.fields else ""
     raise click.ClickException(f"{error.message}{' (' + detail + ')' if detail and detail != error.message else ''}")
+
+
+def _reports_service_errors(command: Callable) -> Callable:
+    """A service's refusal (unknown org, bad role, …) becomes a one-line error and exit status 1."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ServiceError as error:
+            _fail(error)
+
+    return wrapper
 
 
 def _password() -> str:
@@ -34,33 +49,44 @@ def register_cli(app: Flask) -> None:
     @orgs.command("create")
     @click.argument("name")
     @click.option("--plan", type=click.Choice(Plan.ALL), default=Plan.FREE, show_default=True)
+    @_reports_service_errors
     def orgs_create(name: str, plan: str):
         """Create an organization; prints its slug."""
-        try:
-            click.echo(accounts.create_organization(name, plan).slug)
-        except ServiceError as error:
-            _fail(error)
+        click.echo(accounts.create_organization(name, plan).slug)
 
     @partners.command("create")
     @click.argument("name")
     @click.option("--org", "org_slug", required=True)
+    @_reports_service_errors
     def partners_create(name: str, org_slug: str):
         """Create a partner company linked to an organization."""
-        try:
-            partner = accounts.create_partner(accounts.get_organization(org_slug), name)
+        partner = accounts.create_partner(accounts.get_organization(org_slug), name)
+        click.echo(partner.name)
+
+    @partners.command("list")
+    @click.option("--org", "org_slug", required=True)
+    @_reports_service_errors
+    def partners_list(org_slug: str):
+        """Print the organization's partners, one name a line."""
+        for partner in organizations.list_partners(accounts.get_organization(org_slug).id):
             click.echo(partner.name)
-        except ServiceError as error:
-            _fail(error)
+
+    @partners.command("remove")
+    @click.argument("name")
+    @click.option("--org", "org_slug", required=True)
+    @_reports_service_errors
+    def partners_remove(name: str, org_slug: str):
+        """Remove a partner: its users' memberships end and their tokens stop working at once."""
+        users = accounts.remove_partner(accounts.find_partner(accounts.get_organization(org_slug), name))
+        click.echo(f"{name} removed from {org_slug} with {len(users)} user{'' if len(users) == 1 else 's'}")
 
     @projects.command("create")
     @click.argument("name")
     @click.option("--org", "org_slug", required=True)
+    @_reports_service_errors
     def projects_create(name: str, org_slug: str):
         """Create a project; prints its id."""
-        try:
-            click.echo(accounts.create_project(accounts.get_organization(org_slug), name).id)
-        except ServiceError as error:
-            _fail(error)
+        click.echo(accounts.create_project(accounts.get_organization(org_slug), name).id)
 
     @users.command("create")
     @click.argument("email")
@@ -68,40 +94,34 @@ def register_cli(app: Flask) -> None:
     @click.option("--role", required=True)
     @click.option("--partner", "partner_name")
     @click.option("--name", "display_name")
+    @_reports_service_errors
     def users_create(email: str, org_slug: str, role: str, partner_name: str | None, display_name: str | None):
         """Create a user (or give an existing one a membership in one more org)."""
-        try:
-            org = accounts.get_organization(org_slug)
-            partner = accounts.find_partner(org, partner_name) if partner_name else None
-            password = None if accounts.find_user(email) else _password()
-            membership = accounts.add_member(org, email, role, password=password, partner=partner,
-                                             display_name=display_name)
-            click.echo(f"{membership.user.email} is {membership.role} in {org.slug}")
-        except ServiceError as error:
-            _fail(error)
+        org = accounts.get_organization(org_slug)
+        partner = accounts.find_partner(org, partner_name) if partner_name else None
+        password = None if accounts.find_user(email) else _password()
+        membership = accounts.add_member(org, email, role, password=password, partner=partner,
+                                         display_name=display_name)
+        click.echo(f"{membership.user.email} is {membership.role} in {org.slug}")
 
     @users.command("set-role")
     @click.argument("email")
     @click.option("--org", "org_slug", required=True)
     @click.option("--role", required=True)
+    @_reports_service_errors
     def users_set_role(email: str, org_slug: str, role: str):
         """Change a member's role; their tokens follow from the next request."""
-        try:
-            membership = accounts.set_role(accounts.get_membership(accounts.get_organization(org_slug), email), role)
-            click.echo(f"{membership.user.email} is {membership.role} in {org_slug}")
-        except ServiceError as error:
-            _fail(error)
+        membership = accounts.set_role(accounts.get_membership(accounts.get_organization(org_slug), email), role)
+        click.echo(f"{membership.user.email} is {membership.role} in {org_slug}")
 
     @users.command("remove")
     @click.argument("email")
     @click.option("--org", "org_slug", required=True)
+    @_reports_service_errors
     def users_remove(email: str, org_slug: str):
         """End a membership; the member's tokens stop working at once."""
-        try:
-            accounts.remove_member(accounts.get_membership(accounts.get_organization(org_slug), email))
-            click.echo(f"{email} removed from {org_slug}")
-        except ServiceError as error:
-            _fail(error)
+        accounts.remove_member(accounts.get_membership(accounts.get_organization(org_slug), email))
+        click.echo(f"{email} removed from {org_slug}")
 
     @token_group.command("create")
     @click.option("--org", "org_slug", required=True)
@@ -114,27 +134,25 @@ def register_cli(app: Flask) -> None:
     @click.option("--expires-in-days", type=int)
     @click.option("--no-expiry", is_flag=True)
     @click.option("--description", default="")
+    @_reports_service_errors
     def tokens_create(org_slug, email, name, scopes, permissions, kind, project_name, expires_in_days,
                       no_expiry, description):
         """Create a token; prints only the secret on stdout."""
         if expires_in_days is not None and no_expiry:
             raise click.UsageError("Give --expires-in-days or --no-expiry, not both")
-        try:
-            org = accounts.get_organization(org_slug)
-            membership = accounts.get_membership(org, email)
-            payload = {"name": name, "description": description, "type": kind,
-                       "permissions": permissions.split(","), "scopes": scopes.split(",")}
-            if project_name:
-                payload["project_id"] = accounts.find_project(org, project_name).id
-            if no_expiry:
-                payload["expires_at"] = None
-            elif expires_in_days is not None:
-                payload["expires_in_days"] = expires_in_days
-            data = tokens.parse_token_payload(payload, creating=True)
-            _, secret = tokens.create_token(Actor(membership=membership, user_agent="keyward-cli"), data)
-            click.echo(secret)
-        except ServiceError as error:
-            _fail(error)
+        org = accounts.get_organization(org_slug)
+        membership = accounts.get_membership(org, email)
+        payload = {"name": name, "description": description, "type": kind,
+                   "permissions": permissions.split(","), "scopes": scopes.split(",")}
+        if project_name:
+            payload["project_id"] = accounts.find_project(org, project_name).id
+        if no_expiry:
+            payload["expires_at"] = None
+        elif expires_in_days is not None:
+            payload["expires_in_days"] = expires_in_days
+        data = tokens.parse_token_payload(payload, creating=True)
+        _, secret = tokens.create_token(Actor(membership=membership, user_agent="keyward-cli"), data)
+        click.echo(secret)
 
     @app.cli.command("demo")
     def demo():

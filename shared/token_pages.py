@@ -127,7 +127,7 @@ class TokenRow:
     status: str  # a key of STATUS_LABELS
     masked: str
     creator_name: str
-    is_partner: bool
+    partner_name: str | None  # the creator's partner company: a partner token
     may_edit: bool
     may_regenerate: bool
     may_set_active: bool
@@ -136,6 +136,10 @@ class TokenRow:
     @property
     def status_label(self) -> str:
         return STATUS_LABELS[self.status]
+
+    @property
+    def is_partner(self) -> bool:
+        return self.partner_name is not None
 
     @property
     def type_label(self) -> str:
@@ -157,7 +161,7 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
         status=status,
         masked=tokens.mask(token),
         creator_name=user.display_name or user.email,
-        is_partner=tokens.is_partner_token(token),
+        partner_name=token.creator.partner.name if tokens.is_partner_token(token) else None,
         may_edit=live and _permits(actor, token, Capability.EDIT_ANY_TOKEN, "edit"),
         may_regenerate=live and _permits(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate"),
         may_set_active=live and _permits(actor, token, Capability.DEACTIVATE_ANY_TOKEN, "deactivate"),
