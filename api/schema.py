@@ -77,6 +77,15 @@ class String(Field):
     def _from_json(self, value: Any) -> str:
         if not isinstance(value, str):
             raise FieldError("Must be a string")
+        # Neither can be stored: PostgreSQL refuses NUL in text, and a lone surrogate (valid in JSON's
+        # \uXXXX escapes) is not UTF-8. Refused here, they would reach the database and answer 500.
+        if "\x00" in value:
+            raise FieldError("Must not contain NUL characters")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FieldError("Must be valid Unicode text (no lone surrogates)") from None
         if len(value) > self.max_length:
             raise FieldError(f"At most {self.max_length} characters")
         if len(value) < self.min_length:
@@ -132,11 +141,23 @@ class Moment(Field):
                 "description": "ISO 8601 date (YYYY-MM-DD) or date-time (UTC when no offset)"}
 
     def _from_json(self, value: Any) -> str:
-        from shared.tokens import parse_moment
-
-        if not isinstance(value, str) or parse_moment(value) is None:
+        if not isinstance(value, str) or _parse_moment(value) is None:
             raise FieldError("Must be an ISO 8601 date or date-time")
         return value
+
+
+def _parse_moment(value: str) -> datetime | None:
+    """shared.tokens.parse_moment, with moments that leave datetime's range in UTC refused too.
+
+    "0001-01-01T00:00:00+01:00" is a valid ISO 8601 string whose UTC value is in year 0:
+    converting it raises OverflowError, which must be a 400, not a 500.
+    """
+    from shared.tokens import parse_moment
+
+    try:
+        return parse_moment(value)
+    except OverflowError:
+        return None
 
 
 @dataclass
@@ -289,10 +310,18 @@ def pagination(default_per_page: int = 25) -> dict[str, Field]:
 
 
 def date_bound(value: str | None) -> datetime | None:
-    """A validated Moment as an aware datetime (dates mean the end of that day)."""
-    from shared.tokens import parse_moment
+    """A validated Moment as an upper bound: a plain date means up to the very end of that day.
 
-    return parse_moment(value) if value else None
+    (parse_moment's end of day is 23:59:59, right for an expiry but not for a bound: a row created
+    at 23:59:59.5 belongs to that day.)
+    """
+    from datetime import UTC, time
+
+    if not value:
+        return None
+    if len(value.strip()) == 10:
+        return datetime.combine(date.fromisoformat(value.strip()), time.max, tzinfo=UTC)
+    return _parse_moment(value)
 
 
 def start_of(value: str | None) -> datetime | None:
@@ -303,4 +332,4 @@ def start_of(value: str | None) -> datetime | None:
         return None
     if len(value.strip()) == 10:
         return datetime.combine(date.fromisoformat(value.strip()), time(0, 0), tzinfo=UTC)
-    return date_bound(value)
+    return _parse_moment(value)

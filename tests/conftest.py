@@ -3,6 +3,7 @@ the app, a test client, factories, a controllable clock and a real gunicorn serv
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -192,6 +193,13 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
+@functools.cache
+def _shared_password_hash() -> str:
+    from shared.accounts import hash_password
+
+    return hash_password(Factory.password)
+
+
 class Factory:
     """Builds rows through the same services the app uses, returning plain handles."""
 
@@ -237,6 +245,18 @@ class Factory:
                                              password=self.password, partner=partner)
             return Member(membership.id, membership.user_id, membership.user.email, self.password, org, role)
 
+    def api_member(self, org: Org, role: str = "editor", *, partner_id: int | None = None) -> Member:
+        """Like member(), for tests that only call the API: the user row gets a hash of the same
+        password computed once per run, since argon2 costs ~0.1 s per new user."""
+        from shared.extensions import db
+        from shared.models import User
+
+        email = f"{role}{self._next()}@api.example.test"
+        with self.app.app_context():
+            db.session.add(User(email=email, display_name=role, password_hash=_shared_password_hash()))
+            db.session.commit()
+        return self.member(org, role, partner_id=partner_id, email=email)
+
     def token(self, member: Member, **payload) -> Issued:
         from shared import tokens
         from shared.audit import Actor
@@ -251,6 +271,17 @@ class Factory:
             data = tokens.parse_token_payload(payload, creating=True)
             token, secret = tokens.create_token(Actor(membership=membership), data)
             return Issued(token.public_id, secret, member)
+
+    def document(self, org: Org, title: str | None = None, **columns) -> int:
+        """A document row of `org` (project_id, visibility_group_id, partner_id, status, created_at...)."""
+        from shared.extensions import db
+        from shared.models import Document
+
+        with self.app.app_context():
+            document = Document(organization_id=org.id, title=title or f"Document {self._next()}", **columns)
+            db.session.add(document)
+            db.session.commit()
+            return document.id
 
     def get_token(self, public_id: str):
         from sqlalchemy import select
