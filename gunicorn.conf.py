@@ -67,6 +67,10 @@ max_requests_jitter = max_requests // 10  # staggered, so the workers do not all
 # most 8190 bytes): an API token and its headers fit with room to spare.
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # off: one line per request costs throughput
+# gunicorn's default line holds the Basic-auth user name (%(u)s) and the query string (%(r)s): a client
+# that sends its token as `curl -u kw_...:` or `?api_key=kw_...` (both refused) would have it logged.
+# This format keeps neither: method, path without the query, protocol, status, size, referer, agent, ms.
+access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 

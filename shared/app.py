@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
 from shared.config import build_config
 from shared.errors import ServiceError
 from shared.extensions import csrf, db, limiter, login_manager, migrate
+from shared.security import init_security
 
 API_PREFIX = "/api/"
 log = logging.getLogger("keyward")
@@ -66,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_health(app)
     _register_error_handlers(app)
     _register_template_helpers(app)
+    init_security(app)
     return app
 
 
@@ -89,7 +91,14 @@ def _error_page(status: int, message: str):
     """An error for a browser: the error page, or for htmx just the message (shown as a notice)."""
     if request.headers.get("HX-Request") == "true":
         return message, status, {"Content-Type": "text/plain; charset=utf-8"}
-    return render_template("error.html", status=status, message=message), status
+    try:
+        return render_template("error.html", status=status, message=message), status
+    except SQLAlchemyError:
+        # The database is down and Flask-Login's template context asks it for the signed-in user
+        # again: render the page for an anonymous visitor instead of failing with a bare 500.
+        db.session.rollback()
+        g._login_user = login_manager.anonymous_user()
+        return render_template("error.html", status=status, message=message), status
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Races against a real gunicorn server with several worker processes (SQLite WAL, or PostgreSQL)."""
+"""Races against a real gunicorn server with several worker processes (SQLite WAL, or PostgreSQL when
+TEST_DATABASE_URL is set: live_server serves the test database)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from tests.conftest import bearer
 
@@ -21,35 +24,67 @@ def call(method: str, url: str, secret: str, body: dict | None = None) -> tuple[
         return error.code, json.loads(error.read() or b"{}")
 
 
-def test_usage_count_exact_with_16_concurrent_clients(make, live_server):
+CLIENTS = 32
+
+
+def test_usage_count_exact_with_32_concurrent_clients_over_4_workers(make, live_server):
     issued = make.token(make.member(make.org(), "editor"))
-    server = live_server(workers=3)
-    per_client = 25
+    server = live_server(workers=4)
+    per_client = 20
 
     def client(_):
         return [call("GET", server.url + "/api/v1/me", issued.secret)[0] for _ in range(per_client)]
 
-    with ThreadPoolExecutor(16) as pool:
-        statuses = [status for batch in pool.map(client, range(16)) for status in batch]
-    assert statuses.count(200) == 16 * per_client, set(statuses)
-    assert make.get_token(issued.id).usage_count == 16 * per_client
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        statuses = [status for batch in pool.map(client, range(CLIENTS)) for status in batch]
+    assert statuses.count(200) == CLIENTS * per_client, set(statuses)
+    token = make.get_token(issued.id)
+    assert token.usage_count == CLIENTS * per_client
+    assert token.last_used_ip == "127.0.0.1"
 
 
-def test_free_plan_limit_holds_when_12_creations_race(make, live_server):
+@pytest.mark.xfail(strict=True, reason=(
+    "record_use() assigns usage_count/last_used_* on the loaded ApiToken after its UPDATE commits, which "
+    "marks the row dirty; the next commit of the request (create_token, documents, ...) writes the stale "
+    "absolute usage_count back over concurrent increments. Fix in shared/tokens.py: set_committed_value"))
+def test_usage_count_exact_when_32_clients_also_write_with_the_token(make, live_server):
+    """Requests that write (here: create tokens) commit again after counting; no count may be lost."""
+    issued = make.token(make.member(make.org(), "editor"), scopes=["tokens", "documents"],
+                        permissions=["read", "write"])
+    server = live_server(workers=4)
+    per_client = 10
+
+    def client(n):
+        statuses = []
+        for i in range(per_client):
+            if i % 3 == 0:
+                statuses.append(call("POST", server.url + "/api/v1/tokens", issued.secret,
+                                     {"name": f"client {n}-{i}", "scopes": ["documents"], "permissions": ["read"]})[0])
+            else:
+                statuses.append(call("GET", server.url + "/api/v1/me", issued.secret)[0])
+        return statuses
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        statuses = [status for batch in pool.map(client, range(CLIENTS)) for status in batch]
+    assert sorted(set(statuses)) == [200, 201], set(statuses)
+    assert make.get_token(issued.id).usage_count == CLIENTS * per_client
+
+
+def test_free_plan_limit_holds_when_32_creations_race(make, live_server):
     member = make.member(make.org("free"), "editor")
     key = make.token(member, scopes=["tokens", "documents"], permissions=["read", "write"])
-    server = live_server(workers=3)
+    server = live_server(workers=4)
 
     def create(i):
         return call("POST", server.url + "/api/v1/tokens", key.secret,
                     {"name": f"race {i}", "scopes": ["documents"], "permissions": ["read"]})
 
-    with ThreadPoolExecutor(12) as pool:
-        results = list(pool.map(create, range(12)))
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(create, range(CLIENTS)))
     statuses = sorted(status for status, _ in results)
     # the calling token is the first of the ten
     assert statuses.count(201) == 9, statuses
-    assert statuses.count(409) == 3, statuses
+    assert statuses.count(409) == CLIENTS - 9, statuses
     assert all(body["error"]["code"] == "token_limit_reached" for status, body in results if status == 409)
 
     def live_count():
