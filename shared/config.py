@@ -68,7 +68,7 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_TOKEN_PEPPER": pepper,
         "KEYWARD_TOKEN_PREFIX": env.get("KEYWARD_TOKEN_PREFIX", "kw_"),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database_url.startswith("sqlite")},
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "keyward"),
         "RATELIMIT_HEADERS_ENABLED": False,  # the API sets X-RateLimit-* itself, per token

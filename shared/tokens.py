@@ -19,8 +19,9 @@ from enum import StrEnum
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared import audit, clock, roles, usage
 from shared.audit import Actor
@@ -36,7 +37,7 @@ from shared.errors import (
     TokenRevoked,
 )
 from shared.extensions import db
-from shared.models import ApiToken, Membership, Organization, Plan, Project, TokenType, User
+from shared.models import ApiToken, Membership, Organization, Partner, Plan, Project, TokenType, User
 from shared.netaddr import address_allowed, parse_network
 from shared.roles import Capability
 
@@ -455,17 +456,29 @@ def _invalid(message: str = "The API key is missing, malformed, unknown or revok
     return AuthError(401, "invalid_api_key", message)
 
 
+# Built once: constructing and compiling the lookup on every request cost more than running it.
+_TOKEN_BY_HASH = (
+    select(ApiToken, Membership, User, Organization, Partner)
+    .join(Membership, ApiToken.created_by_membership_id == Membership.id)
+    .join(User, Membership.user_id == User.id)
+    .join(Organization, ApiToken.organization_id == Organization.id)
+    .outerjoin(Partner, Membership.partner_id == Partner.id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def find_token_by_secret(value: str) -> ApiToken | None:
     """The token holding this secret, with its creator, user, org and partner loaded in one query."""
-    return db.session.scalars(
-        select(ApiToken)
-        .where(ApiToken.token_hash == hash_secret(value))
-        .options(
-            joinedload(ApiToken.creator).joinedload(Membership.user),
-            joinedload(ApiToken.creator).joinedload(Membership.partner),
-            joinedload(ApiToken.organization),
-        )
-    ).first()
+    row = db.session.execute(_TOKEN_BY_HASH, {"token_hash": hash_secret(value)}).first()
+    if row is None:
+        return None
+    token, creator, user, organization, partner = row
+    # The identity map holds objects weakly: attach them so the relationships need no query.
+    set_committed_value(token, "creator", creator)
+    set_committed_value(token, "organization", organization)
+    set_committed_value(creator, "user", user)
+    set_committed_value(creator, "partner", partner)
+    return token
 
 
 def authenticate(credentials: Credentials, client_ip: str) -> ApiToken:
@@ -495,14 +508,7 @@ def record_use(token: ApiToken, client_ip: str) -> None:
     """Count one accepted request, atomically in the database (no lost updates under concurrency)."""
     now = clock.now()
     with write_transaction() as session:
-        count = session.execute(
-            update(ApiToken)
-            .where(ApiToken.id == token.id)
-            .values(usage_count=ApiToken.usage_count + 1, last_used_at=now, last_used_ip=client_ip)
-            .returning(ApiToken.usage_count)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
-        usage.count_request(session, token)
+        count = usage.record_request(session.connection(), token, now, client_ip)
     token.usage_count, token.last_used_at, token.last_used_ip = count, now, client_ip
 
 
