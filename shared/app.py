@@ -12,9 +12,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
+from shared import ratelimits
 from shared.config import build_config
 from shared.errors import ServiceError
-from shared.extensions import csrf, db, limiter, login_manager, migrate
+from shared.extensions import csrf, db, login_manager, migrate
 from shared.security import init_security
 
 API_PREFIX = "/api/"
@@ -48,7 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     login_manager.init_app(app)
     csrf.init_app(app)
-    limiter.init_app(app)
+    ratelimits.init_app(app)
 
     from api import bp as api_bp
     from partner_hub import bp as hub_bp

@@ -71,7 +71,6 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database_url.startswith("sqlite")},
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "keyward"),
-        "RATELIMIT_HEADERS_ENABLED": False,  # the API sets X-RateLimit-* itself, per token
         "KEYWARD_RATE_LIMITS": parse_rate_limits(env.get("KEYWARD_RATE_LIMITS", DEFAULT_RATE_LIMITS)),
         "KEYWARD_FREE_TOKEN_LIMIT": int(env.get("KEYWARD_FREE_TOKEN_LIMIT", "10")),
         "KEYWARD_AUTH_FAILURE_LIMIT": env.get("KEYWARD_AUTH_FAILURE_LIMIT", "30/minute"),

@@ -1,13 +1,10 @@
 """Extensions, created once and bound to the app in the factory."""
 
-from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
-
-from shared.netaddr import client_address
 
 
 class Base(DeclarativeBase):
@@ -18,6 +15,3 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# Limits are applied explicitly (login failures, API auth failures, per-token limits);
-# nothing is limited by default.
-limiter = Limiter(key_func=client_address, default_limits=[])
