@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import g, request
+from sqlalchemy.orm import joinedload
 
-from shared import ratelimits, tokens
+from shared import ratelimits, token_auth, tokens
 from shared.audit import Actor
 from shared.errors import AuthError
+from shared.extensions import db
+from shared.models import ApiToken, Membership
 from shared.netaddr import client_address
 
 
@@ -22,17 +25,17 @@ def token_required(scope: str | None = None):
             ratelimits.refuse_if_failing("auth", address)
             credentials = tokens.extract_credentials(request.headers.get("Authorization"),
                                                      request.headers.get("X-API-Key"))
-            try:
-                token = tokens.authenticate(credentials, address)
-            except AuthError as error:
-                if error.code == "invalid_api_key":
-                    ratelimits.count_failure("auth", address)
-                raise
-            g.rate_state = ratelimits.hit_token(token.id, token.organization.plan)
-            tokens.record_use(token, address)
-            g.api_token = token
+            with db.engine.connect() as connection:
+                try:
+                    token = token_auth.authenticate(connection, credentials, address)
+                except AuthError as error:
+                    if error.code == "invalid_api_key":
+                        ratelimits.count_failure("auth", address)
+                    raise
+                g.rate_state = ratelimits.hit_token(token.id, token.plan)
+                g.authenticated_token = token_auth.record_use(connection, token, address)
             if scope is not None:
-                tokens.require(token, scope, request.method)
+                tokens.require(g.authenticated_token, scope, request.method)
             return view(*args, **kwargs)
 
         return wrapper
@@ -40,8 +43,24 @@ def token_required(scope: str | None = None):
     return decorator
 
 
+def authenticated_token() -> token_auth.AuthenticatedToken:
+    """The calling token as authentication read it (enough for its summary and rights)."""
+    return g.authenticated_token
+
+
+def current_token() -> ApiToken:
+    """The calling token as an ORM object with its creator, loaded once per request on first use."""
+    if "api_token" not in g:
+        g.api_token = db.session.get(ApiToken, g.authenticated_token.id, options=[
+            joinedload(ApiToken.creator).joinedload(Membership.user),
+            joinedload(ApiToken.creator).joinedload(Membership.partner),
+            joinedload(ApiToken.organization),
+        ])
+    return g.api_token
+
+
 def current_actor() -> Actor:
     """The calling token, acting as its creator's membership."""
-    token = g.api_token
+    token = current_token()
     return Actor(membership=token.creator, token=token, ip=client_address(),
                  user_agent=request.headers.get("User-Agent"))

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, current_app, g, jsonify, stream_with_context
+from flask import Response, current_app, jsonify, stream_with_context
 
-from api.schema import ID, Body, Integer, Moment, String, date_bound, endpoint, identifier, pagination, start_of
+from api.auth import current_actor, current_token
+from api.schema import (
+    ID,
+    Body,
+    Integer,
+    Moment,
+    String,
+    date_bound,
+    endpoint,
+    identifier,
+    pagination,
+    start_of,
+)
 from api.views import AUTH_ERRORS
 from shared import documents, tokens, usage
-from shared.audit import Actor
 from shared.documents import DOCUMENT_STATUSES, DocumentFilters
 from shared.errors import InvalidRequest
 from shared.extensions import db
@@ -50,7 +61,7 @@ def _page(items, total, query, summary):
 @endpoint("GET", "/documents", summary="List documents", scope="documents", tag="documents",
           responses={200: "DocumentList", 400: "Error", **AUTH_ERRORS}, query={**DOCUMENT_FILTERS, **pagination()})
 def list_documents(query: dict):
-    items, total = documents.list_documents(g.api_token, _filters(query), query["page"], query["per_page"])
+    items, total = documents.list_documents(current_token(), _filters(query), query["page"], query["per_page"])
     return _page(items, total, query, documents.document_summary)
 
 
@@ -58,35 +69,35 @@ def list_documents(query: dict):
           responses={201: "Document", 400: "Error", **AUTH_ERRORS},
           body=Body(DOCUMENT_FIELDS, required=("title",), name="DocumentCreate"))
 def create_document(body: dict):
-    document = documents.create_document(g.api_token, body)
+    document = documents.create_document(current_token(), body)
     return jsonify(documents.document_summary(document)), 201
 
 
 @endpoint("GET", f"/documents/<{ID}:document_id>", summary="Read a document", scope="documents", tag="documents",
           responses={200: "Document", **DATA_ERRORS})
 def get_document(document_id: int):
-    return jsonify(documents.document_summary(documents.get_document(g.api_token, document_id)))
+    return jsonify(documents.document_summary(documents.get_document(current_token(), document_id)))
 
 
 @endpoint("PATCH", f"/documents/<{ID}:document_id>", summary="Update a document", scope="documents",
           tag="documents", responses={200: "Document", 400: "Error", **DATA_ERRORS},
           body=Body(DOCUMENT_FIELDS, name="DocumentUpdate"))
 def update_document(document_id: int, body: dict):
-    document = documents.get_document(g.api_token, document_id)
-    return jsonify(documents.document_summary(documents.update_document(g.api_token, document, body)))
+    document = documents.get_document(current_token(), document_id)
+    return jsonify(documents.document_summary(documents.update_document(current_token(), document, body)))
 
 
 @endpoint("DELETE", f"/documents/<{ID}:document_id>", summary="Delete a document", scope="documents",
           tag="documents", responses={204: "", **DATA_ERRORS})
 def delete_document(document_id: int):
-    documents.delete_document(documents.get_document(g.api_token, document_id))
+    documents.delete_document(documents.get_document(current_token(), document_id))
     return "", 204
 
 
 @endpoint("GET", "/projects", summary="List projects", scope="projects", tag="projects",
           responses={200: "ProjectList", 400: "Error", **AUTH_ERRORS}, query=pagination())
 def list_projects(query: dict):
-    items, total = documents.list_projects(g.api_token, None, query["page"], query["per_page"])
+    items, total = documents.list_projects(current_token(), None, query["page"], query["per_page"])
     return _page(items, total, query, documents.project_summary)
 
 
@@ -94,14 +105,14 @@ def list_projects(query: dict):
           scope="projects", tag="projects", responses={200: "ProjectList", 400: "Error", **DATA_ERRORS},
           query=pagination())
 def list_organization_projects(organization_id: int, query: dict):
-    items, total = documents.list_projects(g.api_token, organization_id, query["page"], query["per_page"])
+    items, total = documents.list_projects(current_token(), organization_id, query["page"], query["per_page"])
     return _page(items, total, query, documents.project_summary)
 
 
 @endpoint("GET", "/templates", summary="List templates", scope="templates", tag="templates",
           responses={200: "TemplateList", 400: "Error", **AUTH_ERRORS}, query=pagination())
 def list_templates(query: dict):
-    items, total = documents.list_templates(g.api_token, query["page"], query["per_page"])
+    items, total = documents.list_templates(current_token(), query["page"], query["per_page"])
     return _page(items, total, query, documents.template_summary)
 
 
@@ -109,9 +120,7 @@ def list_templates(query: dict):
           tag="analytics", responses={200: "Usage", 400: "Error", **AUTH_ERRORS},
           query={"days": Integer("Days back, today included", minimum=1, maximum=90, default=30)})
 def analytics_usage(query: dict):
-    token = g.api_token
-    actor = Actor(membership=token.creator, token=token)
-    visible = db.session.scalars(tokens.visible_tokens_query(actor)).all()
+    visible = db.session.scalars(tokens.visible_tokens_query(current_actor())).all()
     window = usage.days_window(query["days"])
     counts = usage.daily_requests([t.id for t in visible], query["days"])
     return jsonify({"days": query["days"], "items": [
@@ -123,7 +132,7 @@ def analytics_usage(query: dict):
 @endpoint("GET", "/billing", summary="Plan, limits and credit balance", scope="billing", tag="billing",
           responses={200: "Billing", **AUTH_ERRORS})
 def billing():
-    org = g.api_token.organization
+    org = current_token().organization
     from shared.ratelimits import token_limit_for
 
     return jsonify({"plan": org.plan, "credit_balance": org.credit_balance,
@@ -136,7 +145,7 @@ def billing():
           scope="documents", tag="documents", responses={200: "Export", 400: "Error", **DATA_ERRORS},
           query=DOCUMENT_FILTERS)
 def export_all(organization_id: int, query: dict):
-    token = g.api_token
+    token = current_token()
     if organization_id != token.organization_id:
         from shared.errors import NotFound
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import jsonify
 
-from api.auth import current_actor
-from api.schema import Array, Body, Boolean, Integer, Moment, String, endpoint, identifier, pagination
+from api.auth import authenticated_token, current_actor
+from api.schema import (
+    Array,
+    Body,
+    Boolean,
+    Integer,
+    Moment,
+    String,
+    endpoint,
+    identifier,
+    pagination,
+)
 from shared import roles, tokens
 from shared.models import TokenType
 
@@ -35,13 +45,13 @@ UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name=
 @endpoint("GET", "/me", summary="Introspect the calling token", scope=None, tag="tokens",
           responses={200: "Me", **AUTH_ERRORS})
 def me():
-    token = g.api_token
-    org = token.organization
-    user = token.creator.user
+    # Everything here was read by authentication: no further query.
+    token = authenticated_token()
     return jsonify({
         "token": tokens.token_summary(token),
-        "organization": {"id": org.id, "name": org.name, "slug": org.slug},
-        "user": {"id": user.id, "email": user.email, "role": token.creator.role},
+        "organization": {"id": token.organization_id, "name": token.organization_name,
+                         "slug": token.organization_slug},
+        "user": {"id": token.creator_user.id, "email": token.creator_user.email, "role": token.creator_role},
     })
 
 

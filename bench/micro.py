@@ -29,20 +29,20 @@ sys.path.insert(0, str(ROOT))
 # (module, function, phase): the request path of GET /api/v1/me (api/auth.py token_required).
 PROBES = [
     ("shared.tokens", "extract_credentials", "read the header"),
-    ("shared.tokens", "is_well_formed", "format and checksum"),
-    ("shared.tokens", "hash_secret", "HMAC-SHA256 of the secret"),
-    ("shared.tokens", "find_token_by_secret", "lookup (one query, joined loads)"),
-    ("shared.tokens", "authenticate", "other authentication checks"),
+    ("shared.token_auth", "is_well_formed", "format and checksum"),
+    ("shared.token_auth", "hash_secret", "HMAC-SHA256 of the secret"),
+    ("shared.token_auth", "find_token", "lookup (one query)"),
+    ("shared.token_auth", "authenticate", "other authentication checks"),
     ("shared.ratelimits", "refuse_if_failing", "rate limits (failures + per token)"),
     ("shared.ratelimits", "hit_token", "rate limits (failures + per token)"),
-    ("shared.tokens", "record_use", "usage update (UPDATE + commit)"),
+    ("shared.token_auth", "record_use", "usage update (UPDATE + upsert + commit)"),
     ("shared.tokens", "token_summary", "response body (summary + JSON)"),
     ("api.views", "jsonify", "response body (summary + JSON)"),
 ]
 # Calls nested in another probe: their time is taken out of the enclosing phase.
 NESTED_IN = {
-    "hash_secret": "find_token_by_secret",
-    "find_token_by_secret": "authenticate",
+    "hash_secret": "authenticate",
+    "find_token": "authenticate",
     "is_well_formed": "authenticate",
 }
 

@@ -69,6 +69,18 @@ def write_transaction() -> Iterator:
         raise
 
 
+@contextmanager
+def immediate_begin(connection) -> Iterator:
+    """A write transaction on a Core connection (BEGIN IMMEDIATE on SQLite); commits on success."""
+    flag = _begin_immediate.set(True)
+    try:
+        transaction = connection.begin()
+    finally:
+        _begin_immediate.reset(flag)
+    with transaction:
+        yield connection
+
+
 def contains_pattern(text: str) -> str:
     """A LIKE pattern (escape character backslash) matching `text` anywhere, lower-cased."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

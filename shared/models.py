@@ -183,10 +183,14 @@ class Membership(db.Model):
 
     @property
     def is_live(self) -> bool:
-        """Active user, membership not removed, partner (if any) not removed."""
-        if self.removed_at is not None or not self.user.is_active:
-            return False
-        return self.partner is None or self.partner.removed_at is None
+        return membership_is_live(self.removed_at, self.user.is_active,
+                                  self.partner.removed_at if self.partner is not None else None)
+
+
+def membership_is_live(removed_at: datetime | None, user_is_active: bool, partner_removed_at: datetime | None) -> bool:
+    """May this membership act (sign in, its tokens authenticate)? Active user, membership not
+    removed, partner (if any) not removed. The one rule, for ORM objects and the API's lookup row."""
+    return removed_at is None and user_is_active and partner_removed_at is None
 
 
 class Project(db.Model):
@@ -282,6 +286,20 @@ class ApiToken(db.Model):
     organization: Mapped[Organization] = relationship()
     creator: Mapped[Membership] = relationship()
     project: Mapped[Project | None] = relationship()
+
+    # The names the API's authenticated-token row uses too (shared.token_auth.AuthenticatedToken),
+    # so rights and summaries are computed by one function for both.
+    @property
+    def creator_role(self) -> str:
+        return self.creator.role
+
+    @property
+    def creator_user(self) -> User:
+        return self.creator.user
+
+    @property
+    def plan(self) -> str:
+        return self.organization.plan
 
 
 class TokenDailyUsage(db.Model):

@@ -16,14 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
-from sqlalchemy.orm.attributes import set_committed_value
 
-from shared import audit, clock, roles, usage
+from shared import audit, clock, roles
 from shared.audit import Actor
 from shared.db import contains_pattern, write_transaction
 from shared.errors import (
@@ -37,9 +36,12 @@ from shared.errors import (
     TokenRevoked,
 )
 from shared.extensions import db
-from shared.models import ApiToken, Membership, Organization, Partner, Plan, Project, TokenType, User
-from shared.netaddr import address_allowed, parse_network
+from shared.models import ApiToken, Membership, Organization, Plan, Project, TokenType
+from shared.netaddr import parse_network
 from shared.roles import Capability
+
+if TYPE_CHECKING:
+    from shared.token_auth import AuthenticatedToken
 
 # --------------------------------------------------------------------------- format
 
@@ -383,15 +385,15 @@ def _method_permission(method: str) -> str:
     return roles.METHOD_PERMISSION.get(method.upper(), roles.Permission.WRITE).value
 
 
-def decide(token: ApiToken, scope: str, method: str) -> Decision:
+def decide(token: ApiToken | AuthenticatedToken, scope: str, method: str) -> Decision:
     """May this token call an endpoint of `scope` with `method`? And if not, why not.
 
     Effective rights = creator's current role ∩ token permissions ∩ token scopes (∩ project and
     visibility, applied to the data by the queries). The API and the rights table both ask here.
     """
-    role = token.creator.role
+    role = token.creator_role
     permission = _method_permission(method)
-    if token.organization.plan == Plan.NONE:
+    if token.plan == Plan.NONE:
         return Decision(False, "plan_required", "The organization has no plan")
     if scope not in token.scopes:
         return Decision(False, "insufficient_scope", f"The token does not have the {scope} scope")
@@ -405,7 +407,7 @@ def decide(token: ApiToken, scope: str, method: str) -> Decision:
     return Decision(True)
 
 
-def require(token: ApiToken, scope: str, method: str) -> None:
+def require(token: ApiToken | AuthenticatedToken, scope: str, method: str) -> None:
     """Raise the SPEC 5 error for a refused scope or permission, naming what was required."""
     decision = decide(token, scope, method)
     if decision.allowed:
@@ -417,11 +419,11 @@ def require(token: ApiToken, scope: str, method: str) -> None:
 
 
 def effective_permissions(token: ApiToken) -> set[str]:
-    return set(token.permissions) & {p.value for p in roles.role_permissions(token.creator.role)}
+    return set(token.permissions) & {p.value for p in roles.role_permissions(token.creator_role)}
 
 
 def effective_scopes(token: ApiToken) -> set[str]:
-    return set(token.scopes) & {s.value for s in roles.role_scopes(token.creator.role)}
+    return set(token.scopes) & {s.value for s in roles.role_scopes(token.creator_role)}
 
 
 # --------------------------------------------------------------------------- authentication
@@ -452,64 +454,8 @@ def extract_credentials(authorization: str | None, api_key: str | None) -> Crede
     return Credentials(value)
 
 
-def _invalid(message: str = "The API key is missing, malformed, unknown or revoked") -> AuthError:
+def invalid_api_key(message: str = "The API key is missing, malformed, unknown or revoked") -> AuthError:
     return AuthError(401, "invalid_api_key", message)
-
-
-# Built once: constructing and compiling the lookup on every request cost more than running it.
-_TOKEN_BY_HASH = (
-    select(ApiToken, Membership, User, Organization, Partner)
-    .join(Membership, ApiToken.created_by_membership_id == Membership.id)
-    .join(User, Membership.user_id == User.id)
-    .join(Organization, ApiToken.organization_id == Organization.id)
-    .outerjoin(Partner, Membership.partner_id == Partner.id)
-    .where(ApiToken.token_hash == bindparam("token_hash"))
-)
-
-
-def find_token_by_secret(value: str) -> ApiToken | None:
-    """The token holding this secret, with its creator, user, org and partner loaded in one query."""
-    row = db.session.execute(_TOKEN_BY_HASH, {"token_hash": hash_secret(value)}).first()
-    if row is None:
-        return None
-    token, creator, user, organization, partner = row
-    # The identity map holds objects weakly: attach them so the relationships need no query.
-    set_committed_value(token, "creator", creator)
-    set_committed_value(token, "organization", organization)
-    set_committed_value(creator, "user", user)
-    set_committed_value(creator, "partner", partner)
-    return token
-
-
-def authenticate(credentials: Credentials, client_ip: str) -> ApiToken:
-    """Every check of SPEC 5 up to the IP allowlist, in order; raises AuthError."""
-    if credentials.value is None:
-        raise _invalid(credentials.problem or "The API key is missing")
-    if not is_well_formed(credentials.value):
-        raise _invalid()
-    token = find_token_by_secret(credentials.value)
-    if token is None or token.revoked_at is not None:
-        raise _invalid()
-    if not token.is_active:
-        raise AuthError(401, "token_inactive", "This token is deactivated")
-    if token.expires_at is not None and token.expires_at <= clock.now():
-        raise AuthError(401, "token_expired", "This token has expired")
-    creator = token.creator
-    if not creator.is_live or not roles.is_valid_role(creator.role):
-        raise _invalid()
-    if token.ip_allowlist and not address_allowed(client_ip, token.ip_allowlist):
-        raise AuthError(403, "ip_not_allowed", "Requests from this address are not allowed for this token")
-    if token.organization.plan == Plan.NONE:
-        raise PlanRequired("The organization has no plan; choose a plan to use API tokens")
-    return token
-
-
-def record_use(token: ApiToken, client_ip: str) -> None:
-    """Count one accepted request, atomically in the database (no lost updates under concurrency)."""
-    now = clock.now()
-    with write_transaction() as session:
-        count = usage.record_request(session.connection(), token, now, client_ip)
-    token.usage_count, token.last_used_at, token.last_used_ip = count, now, client_ip
 
 
 # --------------------------------------------------------------------------- access
@@ -868,11 +814,11 @@ def list_tokens(actor: Actor, filters: TokenFilters) -> tuple[list[ApiToken], in
     return list(items), total
 
 
-def token_summary(token: ApiToken) -> dict[str, Any]:
+def token_summary(token: ApiToken | AuthenticatedToken) -> dict[str, Any]:
     """The API's token object (SPEC 6). Never the secret."""
     from shared.timefmt import iso
 
-    creator_user: User = token.creator.user
+    creator_user = token.creator_user
     return {
         "id": token.public_id,
         "name": token.name,
