@@ -92,6 +92,9 @@ def mask(token: ApiToken) -> str:
     return f"{_prefix()}••••{token.display_suffix}"
 
 
+PUBLIC_ID = re.compile(r"tok_[0-9a-f]{16}")
+
+
 def _new_public_id() -> str:
     return "tok_" + secrets.token_hex(8)
 
@@ -480,7 +483,8 @@ def get_token_for(actor: Actor, public_id: str) -> ApiToken:
     """
     if not roles.can(actor.role, Capability.MANAGE_OWN_TOKENS):
         raise PermissionDenied("Your role cannot manage API tokens")
-    if not isinstance(public_id, str) or len(public_id) > 32:
+    # Anything else cannot be a token id (and PostgreSQL refuses some strings, e.g. with NUL).
+    if not isinstance(public_id, str) or not PUBLIC_ID.fullmatch(public_id):
         raise NotFound("No such token")
     token = db.session.scalars(visible_tokens_query(actor).where(ApiToken.public_id == public_id)).first()
     if token is None:
