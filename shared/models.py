@@ -256,6 +256,7 @@ class ApiToken(db.Model):
         CheckConstraint("usage_count >= 0 AND documents_processed >= 0", name="ck_token_counts"),
         Index("ix_tokens_org_created", "organization_id", "created_at"),
         Index("ix_tokens_creator", "created_by_membership_id", "revoked_at"),
+        Index("uq_tokens_previous_hash", "previous_token_hash", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -282,6 +283,10 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    # Rotation with a grace period (SPEC 11): the value before the last regeneration keeps
+    # authenticating until previous_expires_at. At most one; both null when there is none.
+    previous_token_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organization: Mapped[Organization] = relationship()
     creator: Mapped[Membership] = relationship()
@@ -335,17 +340,80 @@ class AuditEvent(db.Model):
     actor_token: Mapped[ApiToken | None] = relationship()
 
 
+class Event(db.Model):
+    """A token lifecycle event (SPEC 11), added in the transaction of the change that caused it.
+
+    The outbox: the worker picks up events not yet dispatched (webhook deliveries), so an event
+    survives a queue outage. `data` holds the token object, never a secret.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_undispatched", "dispatched_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Notification(db.Model):
+    """Something a user should know (SPEC 11 kinds), added in the transaction of its cause.
+
+    Emailed by the worker when KEYWARD_SMTP_URL is set (email_sent_at records it).
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_user_unread", "user_id", "read_at", "id"),
+        Index("ix_notifications_unsent", "email_sent_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    message: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+    organization: Mapped[Organization] = relationship()
+    token: Mapped[ApiToken | None] = relationship()
+
+
+class TokenNotice(db.Model):
+    """One row per token and notice kind that was sent (expiring_7d, expiring_1d, expired): the
+    unique key makes reminders exactly-once however often, and however concurrently, the sweep runs."""
+
+    __tablename__ = "token_notices"
+    __table_args__ = (UniqueConstraint("token_id", "kind", name="uq_token_notice"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
 __all__ = [
     "ApiToken",
     "AuditEvent",
     "Document",
+    "Event",
     "Membership",
+    "Notification",
     "Organization",
     "Partner",
     "Plan",
     "Project",
     "Template",
     "TokenDailyUsage",
+    "TokenNotice",
     "TokenType",
     "User",
     "UserSession",
