@@ -43,6 +43,8 @@ RESPONSES = {
         "last_used_at": _NULLABLE_TIME, "last_used_ip": {"type": "string", "nullable": True},
         "usage_count": {"type": "integer"}, "documents_processed": {"type": "integer"},
         "revoked_at": _NULLABLE_TIME,
+        "revoked_reason": {"type": "string", "nullable": True},
+        "previous_expires_at": _NULLABLE_TIME,
         "created_by": _object({"id": {"type": "integer"}, "email": {"type": "string"}}),
     }),
     "TokenWithSecret": _object({"token": {"$ref": "#/components/schemas/Token"},
@@ -126,7 +128,7 @@ def build_document() -> dict:
         if op.scope:
             entry["description"] = f"Needs scope `{op.scope}` and the method's permission."
         if op.body is not None:
-            entry["requestBody"] = {"required": True,
+            entry["requestBody"] = {"required": not op.body.optional,
                                     "content": {"application/json": {"schema": op.body.openapi()}}}
         if not op.authenticated:
             entry["security"] = []

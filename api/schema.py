@@ -193,6 +193,7 @@ class Body:
     fields: dict[str, Field]
     required: tuple[str, ...] = ()
     name: str = ""
+    optional: bool = False  # the request may have no body at all (then every field is absent)
 
     def openapi(self) -> dict:
         schema: dict = {"type": "object", "additionalProperties": False,
@@ -280,6 +281,8 @@ def endpoint(method: str, rule: str, *, summary: str, scope: str | None, tag: st
                 kwargs["query"] = parse_query(operation.query)
             if operation.body is not None:
                 payload = request.get_json(silent=True)
+                if payload is None and operation.body.optional and not request.get_data(cache=True):
+                    payload = {}
                 if payload is None:
                     raise InvalidRequest("Send a JSON object with Content-Type: application/json",
                                          fields={"body": "Expected a JSON object"})

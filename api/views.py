@@ -101,12 +101,27 @@ def revoke_token(token_id: str):
     return jsonify(tokens.token_summary(tokens.revoke_token(actor, tokens.get_token_for(actor, token_id))))
 
 
-@endpoint("POST", "/tokens/<token_id>/regenerate", summary="New secret; the old value stops at once",
-          scope="tokens", tag="tokens", responses={200: "TokenWithSecret", **TOKEN_ERRORS})
-def regenerate_token(token_id: str):
+REGENERATE = Body({"grace_period": String("How long the old value keeps working",
+                                           choices=tuple(tokens.GRACE_PERIODS), default="none")},
+                   name="TokenRegenerate", optional=True)
+
+
+@endpoint("POST", "/tokens/<token_id>/regenerate",
+          summary="New secret; the old value stops at once or after the grace period",
+          scope="tokens", tag="tokens", responses={200: "TokenWithSecret", 400: "Error", **TOKEN_ERRORS},
+          body=REGENERATE)
+def regenerate_token(token_id: str, body: dict):
     actor = current_actor()
-    token, secret = tokens.regenerate_token(actor, tokens.get_token_for(actor, token_id))
+    token, secret = tokens.regenerate_token(actor, tokens.get_token_for(actor, token_id),
+                                            body.get("grace_period", "none"))
     return jsonify({"token": tokens.token_summary(token), "secret": secret}), 200, NO_STORE
+
+
+@endpoint("POST", "/tokens/<token_id>/end-grace", summary="The previous value stops working now",
+          scope="tokens", tag="tokens", responses={200: "Token", **TOKEN_ERRORS})
+def end_grace(token_id: str):
+    actor = current_actor()
+    return jsonify(tokens.token_summary(tokens.end_grace(actor, tokens.get_token_for(actor, token_id))))
 
 
 @endpoint("POST", "/tokens/<token_id>/deactivate", summary="Deactivate a token", scope="tokens", tag="tokens",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, column, text
+from sqlalchemy import Connection, Integer, column, text
 
 from shared import clock, roles, usage
 from shared.db import immediate_begin
@@ -30,8 +30,9 @@ from shared.models import (
 from shared.netaddr import address_allowed
 from shared.tokens import Credentials, hash_secret, invalid_api_key, is_well_formed
 
-# The token's own columns (never its hash), then what the checks and /me need of its creator and org.
-_TOKEN_COLUMNS = [c for c in ApiToken.__table__.columns if c.name != "token_hash"]
+# The token's own columns (never its hashes), then what the checks and /me need of its creator and org.
+_HASHES = ("token_hash", "previous_token_hash")
+_TOKEN_COLUMNS = [c for c in ApiToken.__table__.columns if c.name not in _HASHES]
 _RELATED_COLUMNS = {
     "creator_role": ("m", Membership.__table__.c.role),
     "membership_removed_at": ("m", Membership.__table__.c.removed_at),
@@ -44,16 +45,19 @@ _RELATED_COLUMNS = {
     "organization_slug": ("o", Organization.__table__.c.slug),
 }
 _SELECTED = ", ".join([f"t.{c.name}" for c in _TOKEN_COLUMNS]
-                      + [f"{alias}.{c.name} AS {label}" for label, (alias, c) in _RELATED_COLUMNS.items()])
+                      + [f"{alias}.{c.name} AS {label}" for label, (alias, c) in _RELATED_COLUMNS.items()]
+                      + ["CASE WHEN t.token_hash = :token_hash THEN 1 ELSE 0 END AS current_value"])
 _LOOKUP = text(
     f"SELECT {_SELECTED} FROM api_tokens t"
     " JOIN memberships m ON m.id = t.created_by_membership_id"
     " JOIN users u ON u.id = m.user_id"
     " JOIN organizations o ON o.id = t.organization_id"
     " LEFT JOIN partners p ON p.id = m.partner_id"
-    " WHERE t.token_hash = :token_hash"
+    # The current value, or the previous one during a grace period (checked below).
+    " WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash"
 ).columns(*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
-          *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()])
+          *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
+          column("current_value", Integer))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,8 @@ class AuthenticatedToken:
     revoked_at: datetime | None
     revoked_by_user_id: int | None
     revoked_reason: str | None
+    previous_expires_at: datetime | None
+    current_value: bool  # False: authenticated with the previous value (grace period)
     creator_role: str
     creator_live: bool
     creator_user: CreatorRef
@@ -105,6 +111,7 @@ class AuthenticatedToken:
         token = {c.name: values[c.name] for c in _TOKEN_COLUMNS}
         return cls(
             **token,
+            current_value=bool(values["current_value"]),
             creator_role=values["creator_role"],
             creator_live=membership_is_live(values["membership_removed_at"], values["user_is_active"],
                                             values["partner_removed_at"]),
@@ -134,6 +141,8 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
     token = find_token(connection, hash_secret(credentials.value))
     if token is None or token.revoked_at is not None:
         raise invalid_api_key()
+    if not token.current_value and (token.previous_expires_at is None or token.previous_expires_at <= clock.now()):
+        raise invalid_api_key()  # an old value after its grace period
     if not token.is_active:
         raise AuthError(401, "token_inactive", "This token is deactivated")
     if token.expires_at is not None and token.expires_at <= clock.now():

@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 
-from shared import audit, clock, roles
+from shared import audit, clock, events, roles
 from shared.audit import Actor
 from shared.db import contains_pattern, write_transaction
 from shared.errors import (
@@ -52,6 +52,14 @@ MAX_ALLOWLIST_ENTRIES = 50
 MAX_LABELS = 20
 EXPIRATION_CHOICES = {"30": 30, "90": 90, "365": 365}  # "1 month", "3 months", "1 year"
 DEFAULT_EXPIRATION_DAYS = 365
+REVOKED_EXPOSED = "exposed"  # revoked_reason of a token reported through POST /leaks
+# Regenerate's "Keep the old value working for" (SPEC 11): API value -> (label, duration).
+GRACE_PERIODS = {
+    "none": ("No", None),
+    "1h": ("1 hour", timedelta(hours=1)),
+    "24h": ("24 hours", timedelta(hours=24)),
+    "7d": ("7 days", timedelta(days=7)),
+}
 
 
 def _prefix() -> str:
@@ -666,6 +674,7 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
         session.flush()
         audit.record(actor, actor.organization_id, "token.created", "token", token.public_id,
                      _describe(token))
+        _emit("token.created", token)
     return token, secret
 
 
@@ -680,6 +689,29 @@ def _describe(token: ApiToken) -> dict[str, Any]:
         "expires_at": token.expires_at.isoformat() if token.expires_at else None,
         "ip_allowlist": list(token.ip_allowlist or []),
     }
+
+
+def _emit(event_type: str, token: ApiToken) -> None:
+    events.emit(event_type, token.organization_id, token.id, {"token": token_summary(token)})
+
+
+def _end_grace(token: ApiToken) -> None:
+    token.previous_token_hash = None
+    token.previous_expires_at = None
+
+
+def grace_until(token: ApiToken, now: datetime | None = None) -> datetime | None:
+    """Until when the previous value still works, or None when there is none (or it has ended)."""
+    if token.previous_expires_at is None or token.previous_expires_at <= (now or clock.now()):
+        return None
+    return token.previous_expires_at
+
+
+def _locked(session, token: ApiToken) -> ApiToken:
+    """Re-read the token inside the write transaction (row-locked on PostgreSQL), so racing
+    changes build on each other instead of on what each request read earlier."""
+    return session.scalars(select(ApiToken).where(ApiToken.id == token.id).with_for_update()
+                           .execution_options(populate_existing=True)).one()
 
 
 def _refuse_if_revoked(token: ApiToken) -> None:
@@ -705,11 +737,14 @@ def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_fiel
             if data.given(name):
                 setattr(token, name, getattr(data, name))
         token.updated_at = clock.now()
+        if not token.is_active:
+            _end_grace(token)  # deactivating ends the old value's grace, as the button does
         after = _describe(token) | {"is_active": token.is_active, "description": token.description}
         changes = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
         session.add(token)
         audit.record(actor, token.organization_id, "token.updated", "token", token.public_id,
                      {"name": token.name, "changes": changes})
+        _emit("token.updated", token)
     return token
 
 
@@ -721,42 +756,81 @@ def set_active(actor: Actor, token: ApiToken, active: bool) -> ApiToken:
     with write_transaction() as session:
         token.is_active = active
         token.updated_at = clock.now()
+        if not active:
+            _end_grace(token)
         session.add(token)
         action = "token.reactivated" if active else "token.deactivated"
         audit.record(actor, token.organization_id, action, "token", token.public_id, {"name": token.name})
+        _emit(action, token)
     return token
 
 
-def regenerate_token(actor: Actor, token: ApiToken) -> tuple[ApiToken, str]:
-    """A new secret, shown once; the old value stops working in the same commit."""
+def regenerate_token(actor: Actor, token: ApiToken, grace_period: str = "none") -> tuple[ApiToken, str]:
+    """A new secret, shown once. With a grace period the old value keeps working until
+    previous_expires_at; without one it stops in the same commit. Any earlier previous value ends."""
+    if grace_period not in GRACE_PERIODS:
+        raise InvalidRequest("Invalid request", fields={"grace_period": f"Must be one of {', '.join(GRACE_PERIODS)}"})
     _require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
     _refuse_if_revoked(token)
     _check_target_within_caller(actor, token)
     secret = generate_secret()
     with write_transaction() as session:
+        token = _locked(session, token)
+        _refuse_if_revoked(token)
+        now = clock.now()
+        grace = GRACE_PERIODS[grace_period][1]
+        if grace is None:
+            _end_grace(token)
+        else:
+            token.previous_token_hash, token.previous_expires_at = token.token_hash, now + grace
         token.token_hash = hash_secret(secret)
         token.display_suffix = secret[-4:]
-        token.updated_at = clock.now()
+        token.updated_at = now
         session.add(token)
         audit.record(actor, token.organization_id, "token.regenerated", "token", token.public_id,
-                     {"name": token.name})
+                     {"name": token.name, "grace_period": grace_period,
+                      "previous_expires_at": token.previous_expires_at.isoformat() if grace else None})
+        _emit("token.regenerated", token)
     return token, secret
+
+
+def end_grace(actor: Actor, token: ApiToken) -> ApiToken:
+    """The old value stops working now (POST /tokens/{id}/end-grace)."""
+    _require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "end the grace period of")
+    _refuse_if_revoked(token)
+    with write_transaction() as session:
+        token = _locked(session, token)
+        had_grace = grace_until(token) is not None
+        _end_grace(token)
+        token.updated_at = clock.now()
+        session.add(token)
+        if had_grace:
+            audit.record(actor, token.organization_id, "token.grace_ended", "token", token.public_id,
+                         {"name": token.name})
+    return token
 
 
 def revoke_token(actor: Actor, token: ApiToken, reason: str = "revoked") -> ApiToken:
     """Permanent. The row stays (Deleted tab) for audit."""
     _require_capability(actor, token, Capability.REVOKE_ANY_TOKEN, "revoke")
     _refuse_if_revoked(token)
-    with write_transaction() as session:
-        now = clock.now()
-        token.revoked_at = now
-        token.revoked_by_user_id = actor.user_id
-        token.revoked_reason = reason
-        token.updated_at = now
-        session.add(token)
-        audit.record(actor, token.organization_id, "token.revoked", "token", token.public_id,
-                     {"name": token.name, "reason": reason})
+    with write_transaction():
+        mark_revoked(token, actor, reason)
     return token
+
+
+def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dict[str, Any] | None = None) -> None:
+    """Revoke inside the caller's write transaction: the change, its audit record and its event."""
+    now = clock.now()
+    token.revoked_at = now
+    token.revoked_by_user_id = actor.user_id if actor else None
+    token.revoked_reason = reason
+    token.updated_at = now
+    _end_grace(token)
+    db.session.add(token)
+    audit.record(actor, token.organization_id, "token.revoked", "token", token.public_id,
+                 {"name": token.name, "reason": reason, **(details or {})})
+    _emit("token.exposed" if reason == REVOKED_EXPOSED else "token.revoked", token)
 
 
 # --------------------------------------------------------------------------- listing
@@ -842,6 +916,8 @@ def token_summary(token: ApiToken | AuthenticatedToken) -> dict[str, Any]:
         "usage_count": token.usage_count,
         "documents_processed": token.documents_processed,
         "revoked_at": iso(token.revoked_at),
+        "revoked_reason": token.revoked_reason,
+        "previous_expires_at": iso(grace_until(token)),
         "created_by": {"id": creator_user.id, "email": creator_user.email},
     }
 

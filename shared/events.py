@@ -1,0 +1,40 @@
+"""Token lifecycle events (SPEC 11): the outbox that webhooks and the worker read.
+
+`emit` adds the event to the caller's transaction, so an event exists exactly when its change
+committed. After a commit that added events or notifications, the queue is asked to dispatch them
+(shared.queue); if the queue is down, the worker's sweep finds them later: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from shared.extensions import db
+from shared.models import Event
+
+TYPES = (
+    "token.created", "token.updated", "token.regenerated", "token.deactivated", "token.reactivated",
+    "token.revoked", "token.expiring", "token.expired", "token.exposed", "token.anomaly",
+    "token.canary_used", "token.transferred",
+)
+OUTBOX_FLAG = "keyward.outbox"  # in session.info: this transaction wrote something to dispatch
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_hex(12)
+
+
+def mark_outbox(session=None) -> None:
+    (session or db.session).info[OUTBOX_FLAG] = True
+
+
+def emit(event_type: str, organization_id: int, token_id: int | None, data: dict[str, Any]) -> Event:
+    """One event row in the current transaction. `data` must never hold a secret."""
+    if event_type not in TYPES:
+        raise ValueError(f"unknown event type {event_type}")
+    event = Event(public_id=new_event_id(), organization_id=organization_id, type=event_type,
+                  token_id=token_id, data=data)
+    db.session.add(event)
+    mark_outbox()
+    return event

@@ -1,0 +1,111 @@
+"""Notifications (SPEC 11): who hears of what about a token, the in-app list, and their emails.
+
+Rows are added in the transaction of their cause (like events); the worker emails the ones not
+yet sent when KEYWARD_SMTP_URL is set. A notification never holds a secret: it names the token
+and what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from shared import clock, events
+from shared.extensions import db
+from shared.models import ApiToken, Membership, Notification, TokenType
+from shared.roles import Role
+
+KINDS = {
+    "expiring_7d": "expires in 7 days",
+    "expiring_1d": "expires tomorrow",
+    "expired": "has expired",
+    "exposed": "was reported as exposed and has been revoked",
+    "anomaly": "was used from a new network",
+    "webhook_disabled": "webhook endpoint disabled",
+    "canary_used": "canary token was used",
+    "transferred": "was transferred",
+    "bulk_revoked": "was revoked in a bulk revocation",
+}
+MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
+
+
+def org_user_ids(organization_id: int, roles: Iterable[str]) -> set[int]:
+    """Users holding one of these roles in the org now (live memberships)."""
+    return set(db.session.scalars(
+        select(Membership.user_id).where(Membership.organization_id == organization_id,
+                                         Membership.removed_at.is_(None),
+                                         Membership.role.in_([str(r) for r in roles]))
+    ))
+
+
+def token_recipients(token: ApiToken, *, always_managers: bool = False) -> set[int]:
+    """The creator; plus the org's owners and admins for organization and project tokens (which
+    serve automation, SPEC 11) or when the notice is serious enough for them (`always_managers`)."""
+    recipients = {token.creator.user_id}
+    if always_managers or token.type != TokenType.PERSONAL:
+        recipients |= org_user_ids(token.organization_id, MANAGER_ROLES)
+    return recipients
+
+
+def token_message(kind: str, token: ApiToken, detail: str = "") -> str:
+    message = f"Token “{token.name}” {KINDS[kind]}"
+    return f"{message}: {detail}" if detail else message
+
+
+def notify(user_ids: Iterable[int], organization_id: int, kind: str, message: str,
+           token_id: int | None = None) -> list[Notification]:
+    """Add one notification per user to the current transaction."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind}")
+    rows = [Notification(user_id=user_id, organization_id=organization_id, kind=kind,
+                         token_id=token_id, message=message[:500])
+            for user_id in sorted(set(user_ids))]
+    db.session.add_all(rows)
+    if rows:
+        events.mark_outbox()
+    return rows
+
+
+def notify_about_token(kind: str, token: ApiToken, *, always_managers: bool = False,
+                       detail: str = "") -> list[Notification]:
+    return notify(token_recipients(token, always_managers=always_managers), token.organization_id, kind,
+                  token_message(kind, token, detail), token.id)
+
+
+# --------------------------------------------------------------------------- the user's list
+
+
+def unread_count(user_id: int, organization_id: int) -> int:
+    return db.session.scalar(select(func.count(Notification.id)).where(
+        Notification.user_id == user_id, Notification.organization_id == organization_id,
+        Notification.read_at.is_(None))) or 0
+
+
+def list_for(user_id: int, organization_id: int, limit: int = 100) -> list[Notification]:
+    return list(db.session.scalars(
+        select(Notification).where(Notification.user_id == user_id,
+                                   Notification.organization_id == organization_id)
+        .order_by(Notification.id.desc()).limit(limit)))
+
+
+def mark_read(user_id: int, organization_id: int, notification_id: int | None = None) -> int:
+    """Mark one (by id) or all of the user's unread notifications in this org as read; how many."""
+    statement = update(Notification).where(
+        Notification.user_id == user_id, Notification.organization_id == organization_id,
+        Notification.read_at.is_(None))
+    if notification_id is not None:
+        statement = statement.where(Notification.id == notification_id)
+    result = db.session.execute(statement.values(read_at=clock.now()).execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount
+
+
+def unsent(limit: int = 100) -> list[Notification]:
+    return list(db.session.scalars(
+        select(Notification).where(Notification.email_sent_at.is_(None)).order_by(Notification.id).limit(limit)))
+
+
+def mark_sent(notification: Notification, when: datetime | None = None) -> None:
+    notification.email_sent_at = when or clock.now()
