@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 
 from tests.conftest import bearer
 
@@ -43,10 +42,6 @@ def test_usage_count_exact_with_32_concurrent_clients_over_4_workers(make, live_
     assert token.last_used_ip == "127.0.0.1"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "record_use() assigns usage_count/last_used_* on the loaded ApiToken after its UPDATE commits, which "
-    "marks the row dirty; the next commit of the request (create_token, documents, ...) writes the stale "
-    "absolute usage_count back over concurrent increments. Fix in shared/tokens.py: set_committed_value"))
 def test_usage_count_exact_when_32_clients_also_write_with_the_token(make, live_server):
     """Requests that write (here: create tokens) commit again after counting; no count may be lost."""
     issued = make.token(make.member(make.org(), "editor"), scopes=["tokens", "documents"],
