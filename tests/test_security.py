@@ -20,7 +20,7 @@ import pytest
 from shared.config import ConfigError, build_config
 from shared.security import CONTENT_SECURITY_POLICY
 from shared.tokens import generate_secret
-from tests.conftest import ROOT, Factory, bearer, csrf_from, free_port, login
+from tests.conftest import ROOT, Factory, bearer, csrf_from, login
 
 TOKENS = "/settings/api-tokens"
 SECRET_SHOWN = re.compile(r"data-token-value>(kw_[0-9a-f]{64})<")
@@ -177,7 +177,8 @@ def test_flask_cli_in_production_without_pepper_exits_with_a_clear_message():
 
 
 def test_gunicorn_in_production_without_secret_key_stops_instead_of_respawning():
-    command = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{free_port()}", "-w", "2"]
+    # Port 0: the kernel picks a free one (a port chosen earlier may be taken by then).
+    command = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", "127.0.0.1:0", "-w", "2"]
     result = subprocess.run(command, cwd=ROOT, env=_production_env_without("SECRET_KEY"),
                             check=False, capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
