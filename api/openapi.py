@@ -50,6 +50,7 @@ RESPONSES = {
     "TokenWithSecret": _object({"token": {"$ref": "#/components/schemas/Token"},
                                 "secret": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}}),
     "TokenList": _list_of("Token"),
+    "LeakReceived": _object({"received": {"type": "integer"}}),
     "Me": _object({
         "token": {"$ref": "#/components/schemas/Token"},
         "organization": _object({"id": {"type": "integer"}, "name": {"type": "string"}, "slug": {"type": "string"}}),

@@ -18,7 +18,9 @@ from flask import g, request
 
 from api import bp
 from api.auth import token_required
+from shared import ratelimits
 from shared.errors import InvalidRequest
+from shared.netaddr import client_address
 
 MISSING: Any = object()
 
@@ -266,10 +268,12 @@ OPERATIONS: list[Operation] = []
 
 def endpoint(method: str, rule: str, *, summary: str, scope: str | None, tag: str,
              responses: dict[int, str], query: dict[str, Field] | None = None, body: Body | None = None,
-             authenticated: bool = True) -> Callable:
+             authenticated: bool = True, address_limit: str | None = None) -> Callable:
     """Register a JSON endpoint: route, token authentication, validation and its OpenAPI entry.
 
     The view receives the validated query as `query=` and body as `body=` keyword arguments.
+    An unauthenticated endpoint may be limited per client address (`address_limit` names the
+    KEYWARD_<NAME>_LIMIT setting); the limit counts before anything else, bad requests too.
     """
     operation = Operation(method, rule, summary, scope, query or {}, body, responses, tag, authenticated)
     OPERATIONS.append(operation)
@@ -290,7 +294,14 @@ def endpoint(method: str, rule: str, *, summary: str, scope: str | None, tag: st
             g.operation = operation
             return view(**kwargs)
 
-        wrapped = token_required(scope)(validated) if authenticated else validated
+        def limited(**kwargs):
+            g.rate_state = ratelimits.hit_address(address_limit, client_address())
+            return validated(**kwargs)
+
+        if authenticated:
+            wrapped = token_required(scope)(validated)
+        else:
+            wrapped = wraps(view)(limited) if address_limit else validated
         bp.add_url_rule(rule, endpoint=view.__name__, view_func=wrapped, methods=[method])
         return wrapped
 

@@ -16,8 +16,9 @@ from api.schema import (
     identifier,
     pagination,
 )
-from shared import roles, tokens
+from shared import leaks, roles, tokens
 from shared.models import TokenType
+from shared.netaddr import client_address
 
 NO_STORE = {"Cache-Control": "no-store"}
 AUTH_ERRORS = {401: "Error", 403: "Error", 429: "Error"}
@@ -136,3 +137,18 @@ def deactivate_token(token_id: str):
 def reactivate_token(token_id: str):
     actor = current_actor()
     return jsonify(tokens.token_summary(tokens.set_active(actor, tokens.get_token_for(actor, token_id), True)))
+
+
+LEAK_REPORT = Body({
+    "tokens": Array("The values found (any text; only Keyward tokens are acted on)",
+                    items=String(max_length=200), min_items=1, max_items=leaks.MAX_VALUES),
+    "url": String("Where they were found", max_length=2000, default=""),
+}, required=("tokens",), name="LeakReport")
+
+
+@endpoint("POST", "/leaks", summary="Report leaked token values (no authentication; live ones are revoked)",
+          scope=None, tag="tokens", responses={202: "LeakReceived", 400: "Error", 429: "Error"},
+          body=LEAK_REPORT, authenticated=False, address_limit="leak_report")
+def report_leaks(body: dict):
+    received = leaks.report(body["tokens"], body.get("url", ""), client_address())
+    return jsonify({"received": received}), 202

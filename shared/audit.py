@@ -32,7 +32,8 @@ class Actor:
 
 
 def record(actor: Actor | None, organization_id: int, action: str, target_type: str, target_id: str,
-           details: dict[str, Any] | None = None) -> AuditEvent:
+           details: dict[str, Any] | None = None, *, source_ip: str | None = None) -> AuditEvent:
+    """`source_ip` names the address when nobody signed in acted (e.g. a leak report)."""
     event = AuditEvent(
         organization_id=organization_id,
         actor_user_id=actor.user_id if actor else None,
@@ -40,7 +41,7 @@ def record(actor: Actor | None, organization_id: int, action: str, target_type: 
         action=action,
         target_type=target_type,
         target_id=str(target_id),
-        source_ip=actor.ip if actor else None,
+        source_ip=actor.ip if actor else source_ip,
         user_agent=(actor.user_agent or "")[:300] if actor else None,
         details=details or {},
     )

@@ -91,6 +91,11 @@ def hit_token(token_id: int, plan: str) -> RateState:
     return _hit(token_limit_for(plan), "token", str(token_id))
 
 
+def hit_address(kind: str, address: str) -> RateState:
+    """Count one request of an unauthenticated endpoint per client address (KEYWARD_<KIND>_LIMIT)."""
+    return _hit(current_app.config[f"KEYWARD_{kind.upper()}_LIMIT"], kind, address)
+
+
 def _test(limit_text: str, *identifiers: str) -> RateState | None:
     """The state when this bucket is exhausted (refuse), else None. Does not count."""
     item = _parse(limit_text)

@@ -819,7 +819,8 @@ def revoke_token(actor: Actor, token: ApiToken, reason: str = "revoked") -> ApiT
     return token
 
 
-def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dict[str, Any] | None = None) -> None:
+def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dict[str, Any] | None = None,
+                 *, source_ip: str | None = None) -> None:
     """Revoke inside the caller's write transaction: the change, its audit record and its event."""
     now = clock.now()
     token.revoked_at = now
@@ -829,7 +830,7 @@ def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dic
     _end_grace(token)
     db.session.add(token)
     audit.record(actor, token.organization_id, "token.revoked", "token", token.public_id,
-                 {"name": token.name, "reason": reason, **(details or {})})
+                 {"name": token.name, "reason": reason, **(details or {})}, source_ip=source_ip)
     _emit("token.exposed" if reason == REVOKED_EXPOSED else "token.revoked", token)
 
 
