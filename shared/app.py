@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
 from shared import ratelimits
-from shared.config import build_config
+from shared.config import build_config, engine_options
 from shared.errors import ServiceError
 from shared.extensions import csrf, db, login_manager, migrate
 from shared.security import init_security
@@ -42,6 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(build_config(Path(app.instance_path)))
     if test_config:
         app.config.update(test_config)
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     app.session_interface = BrowserOnlySessionInterface()
     app.json.sort_keys = False  # keep the documented field order
 

@@ -41,6 +41,13 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def engine_options(database_url: str) -> dict:
+    """Pool settings for the final database URL. A server database gets a liveness ping on checkout,
+    so a restarted PostgreSQL costs no failed request; a SQLite file needs none (and it would cost
+    every request a query)."""
+    return {} if database_url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
 def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict:
     """Everything the app reads from the environment, with local-run defaults."""
     env = dict(os.environ if env is None else env)
@@ -68,7 +75,6 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_TOKEN_PEPPER": pepper,
         "KEYWARD_TOKEN_PREFIX": env.get("KEYWARD_TOKEN_PREFIX", "kw_"),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": not database_url.startswith("sqlite")},
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "keyward"),
         "KEYWARD_RATE_LIMITS": parse_rate_limits(env.get("KEYWARD_RATE_LIMITS", DEFAULT_RATE_LIMITS)),

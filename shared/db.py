@@ -71,12 +71,16 @@ def write_transaction() -> Iterator:
 
 @contextmanager
 def immediate_begin(connection) -> Iterator:
-    """A write transaction on a Core connection (BEGIN IMMEDIATE on SQLite); commits on success."""
-    flag = _begin_immediate.set(True)
-    try:
-        transaction = connection.begin()
-    finally:
-        _begin_immediate.reset(flag)
+    """A write transaction on a Core connection (BEGIN IMMEDIATE on SQLite), committed on success.
+    A transaction already open on the connection (PostgreSQL after a read) is continued and committed."""
+    if connection.in_transaction():
+        transaction = connection.get_transaction()
+    else:
+        flag = _begin_immediate.set(True)
+        try:
+            transaction = connection.begin()
+        finally:
+            _begin_immediate.reset(flag)
     with transaction:
         yield connection
 

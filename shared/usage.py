@@ -16,14 +16,22 @@ from shared import clock
 from shared.extensions import db
 from shared.models import ApiToken, TokenDailyUsage
 
-_COUNT_TOKEN_USE = text(
+_NOW = bindparam("now", type_=ApiToken.__table__.c.last_used_at.type)
+_DAY = bindparam("day", type_=TokenDailyUsage.__table__.c.day.type)
+_COUNT_TOKEN_USE_SQL = (
     "UPDATE api_tokens SET usage_count = usage_count + 1, last_used_at = :now, last_used_ip = :ip"
     " WHERE id = :token_id RETURNING usage_count"
-).bindparams(bindparam("now", type_=ApiToken.__table__.c.last_used_at.type))
-_COUNT_DAY = text(
+)
+_COUNT_DAY_SQL = (
     "INSERT INTO token_daily_usage (organization_id, token_id, day, requests) VALUES (:org_id, :token_id, :day, 1)"
     " ON CONFLICT (token_id, day) DO UPDATE SET requests = token_daily_usage.requests + 1"
-).bindparams(bindparam("day", type_=TokenDailyUsage.__table__.c.day.type))
+)
+_COUNT_TOKEN_USE = text(_COUNT_TOKEN_USE_SQL).bindparams(_NOW)
+_COUNT_DAY = text(_COUNT_DAY_SQL).bindparams(_DAY)
+# PostgreSQL runs both as one statement (a data-modifying WITH): one round trip instead of two.
+_COUNT_BOTH = text(
+    f"WITH counted AS ({_COUNT_TOKEN_USE_SQL}) {_COUNT_DAY_SQL} RETURNING (SELECT usage_count FROM counted)"
+).bindparams(_NOW, _DAY)
 
 
 def record_request(connection, token, now: datetime, client_ip: str) -> int:
@@ -31,8 +39,12 @@ def record_request(connection, token, now: datetime, client_ip: str) -> int:
 
     `connection` is a Core connection inside a write transaction; `token` has id and organization_id.
     """
-    count = connection.execute(_COUNT_TOKEN_USE, {"now": now, "ip": client_ip, "token_id": token.id}).scalar_one()
-    connection.execute(_COUNT_DAY, {"org_id": token.organization_id, "token_id": token.id, "day": now.date()})
+    params = {"now": now, "ip": client_ip, "token_id": token.id, "org_id": token.organization_id,
+              "day": now.date()}
+    if connection.dialect.name == "postgresql":
+        return connection.execute(_COUNT_BOTH, params).scalar_one()
+    count = connection.execute(_COUNT_TOKEN_USE, params).scalar_one()
+    connection.execute(_COUNT_DAY, params)
     return count
 
 
