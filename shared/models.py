@@ -76,6 +76,8 @@ class Organization(db.Model):
     policy_allow_no_expiry: Mapped[bool] = mapped_column(Boolean, default=True)
     policy_allowed_scopes: Mapped[list[str] | None] = mapped_column(JSON)
     policy_require_allowlist: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "Deactivate tokens unused for N days" (SPEC 11 Insight), applied by the sweep; None: never.
+    policy_deactivate_unused_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
 
 
@@ -287,6 +289,11 @@ class ApiToken(db.Model):
     # authenticating until previous_expires_at. At most one; both null when there is none.
     previous_token_hash: Mapped[str | None] = mapped_column(String(64))
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Insight: when a request last came from a network the token had not used before.
+    new_network_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Security team tools: a canary grants nothing and raises token.canary_used when presented.
+    is_canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    canary_trips: Mapped[int] = mapped_column(Integer, default=0)
 
     organization: Mapped[Organization] = relationship()
     creator: Mapped[Membership] = relationship()
@@ -338,6 +345,78 @@ class AuditEvent(db.Model):
 
     actor_user: Mapped[User | None] = relationship()
     actor_token: Mapped[ApiToken | None] = relationship()
+
+
+class TokenNetwork(db.Model):
+    """The networks (/24 IPv4, /64 IPv6) a token was used from: first and last seen, requests."""
+
+    __tablename__ = "token_networks"
+    __table_args__ = (UniqueConstraint("token_id", "network", name="uq_token_network"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    network: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookEndpoint(db.Model):
+    """Where an organization wants token events delivered, signed with its own secret (SPEC 11).
+
+    The signing secret must be kept to sign; it is shown once and never displayed again.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    signing_secret: Mapped[str] = mapped_column(String(80))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)  # failed events in a row
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(db.Model):
+    """One event for one endpoint: retried with backoff until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_delivery_endpoint_event"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending / succeeded / failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+    event: Mapped[Event] = relationship()
+
+
+class WebhookAttempt(db.Model):
+    """Every delivery attempt, as the delivery log shows it."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
 
 
 class Event(db.Model):
@@ -413,11 +492,15 @@ __all__ = [
     "Project",
     "Template",
     "TokenDailyUsage",
+    "TokenNetwork",
     "TokenNotice",
     "TokenType",
     "User",
     "UserSession",
     "UTCDateTime",
     "VisibilityGroup",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "func",
 ]
