@@ -97,6 +97,9 @@ class AuthenticatedToken:
     revoked_by_user_id: int | None
     revoked_reason: str | None
     previous_expires_at: datetime | None
+    new_network_at: datetime | None
+    is_canary: bool
+    canary_trips: int
     current_value: bool  # False: authenticated with the previous value (grace period)
     creator_role: str
     creator_live: bool
