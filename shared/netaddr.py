@@ -46,3 +46,16 @@ def address_allowed(address: str, allowlist: list[str]) -> bool:
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return any(ip in ipaddress.ip_network(entry, strict=False) for entry in allowlist)
+
+
+def network_of(address: str) -> str:
+    """The network a request came from, as insight groups them (SPEC 11): /24 for IPv4, /64 for
+    IPv6 (an IPv4-mapped IPv6 address counts as IPv4). Unparseable addresses group as themselves."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64] or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

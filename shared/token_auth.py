@@ -167,5 +167,5 @@ def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str
     """Count one accepted request in one write transaction (no count is lost under concurrency)."""
     now = clock.now()
     with immediate_begin(connection):
-        count = usage.record_request(connection, token, now, client_ip)
-    return token.counted(count, now, client_ip)
+        counted = usage.record_request(connection, token, now, client_ip)
+    return token.counted(counted.usage_count, now, client_ip)

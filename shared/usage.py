@@ -1,13 +1,14 @@
-"""Usage per token per UTC day, recorded as requests arrive.
+"""Usage per token, per UTC day and per network, recorded as requests arrive.
 
-Every accepted API request writes here, so this is the hottest write in Keyward: two SQL texts
-built once, run on the caller's Core connection in its write transaction: the token's counter
-(UPDATE … RETURNING, so concurrent requests never lose a count) and the day's row (an upsert).
-The same statements through the ORM cost several times as much (bench/micro.py).
+Every accepted API request writes here, so this is the hottest write in Keyward: SQL texts built
+once, run on the caller's Core connection in its write transaction: the token's counter
+(UPDATE … RETURNING, so concurrent requests never lose a count), the day's row and the network's
+row (upserts). The same statements through the ORM cost several times as much (bench/micro.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import bindparam, select, text
@@ -15,6 +16,7 @@ from sqlalchemy import bindparam, select, text
 from shared import clock
 from shared.extensions import db
 from shared.models import ApiToken, TokenDailyUsage
+from shared.netaddr import network_of
 
 _NOW = bindparam("now", type_=ApiToken.__table__.c.last_used_at.type)
 _DAY = bindparam("day", type_=TokenDailyUsage.__table__.c.day.type)
@@ -26,26 +28,45 @@ _COUNT_DAY_SQL = (
     "INSERT INTO token_daily_usage (organization_id, token_id, day, requests) VALUES (:org_id, :token_id, :day, 1)"
     " ON CONFLICT (token_id, day) DO UPDATE SET requests = token_daily_usage.requests + 1"
 )
+_COUNT_NETWORK_SQL = (
+    "INSERT INTO token_networks (organization_id, token_id, network, first_seen_at, last_seen_at, requests)"
+    " VALUES (:org_id, :token_id, :network, :now, :now, 1)"
+    " ON CONFLICT (token_id, network) DO UPDATE"
+    " SET requests = token_networks.requests + 1, last_seen_at = excluded.last_seen_at"
+    " RETURNING requests"
+)
 _COUNT_TOKEN_USE = text(_COUNT_TOKEN_USE_SQL).bindparams(_NOW)
 _COUNT_DAY = text(_COUNT_DAY_SQL).bindparams(_DAY)
-# PostgreSQL runs both as one statement (a data-modifying WITH): one round trip instead of two.
-_COUNT_BOTH = text(
-    f"WITH counted AS ({_COUNT_TOKEN_USE_SQL}) {_COUNT_DAY_SQL} RETURNING (SELECT usage_count FROM counted)"
+_COUNT_NETWORK = text(_COUNT_NETWORK_SQL).bindparams(_NOW)
+# PostgreSQL runs all three as one statement (data-modifying WITHs): one round trip instead of three.
+_COUNT_ALL = text(
+    f"WITH counted AS ({_COUNT_TOKEN_USE_SQL}), daily AS ({_COUNT_DAY_SQL})"
+    f" {_COUNT_NETWORK_SQL}, (SELECT usage_count FROM counted)"
 ).bindparams(_NOW, _DAY)
 
 
-def record_request(connection, token, now: datetime, client_ip: str) -> int:
-    """+1 on the token's usage count and on today's (UTC) row; returns the new usage count.
+@dataclass(frozen=True)
+class Counted:
+    usage_count: int  # the token's count after this request
+    network: str
+    new_network: bool  # first request from this network
+
+
+def record_request(connection, token, now: datetime, client_ip: str) -> Counted:
+    """+1 on the token's usage count, on today's (UTC) row and on the client's network row.
 
     `connection` is a Core connection inside a write transaction; `token` has id and organization_id.
     """
+    network = network_of(client_ip)
     params = {"now": now, "ip": client_ip, "token_id": token.id, "org_id": token.organization_id,
-              "day": now.date()}
+              "day": now.date(), "network": network}
     if connection.dialect.name == "postgresql":
-        return connection.execute(_COUNT_BOTH, params).scalar_one()
-    count = connection.execute(_COUNT_TOKEN_USE, params).scalar_one()
-    connection.execute(_COUNT_DAY, params)
-    return count
+        network_requests, count = connection.execute(_COUNT_ALL, params).one()
+    else:
+        count = connection.execute(_COUNT_TOKEN_USE, params).scalar_one()
+        connection.execute(_COUNT_DAY, params)
+        network_requests = connection.execute(_COUNT_NETWORK, params).scalar_one()
+    return Counted(count, network, network_requests == 1)
 
 
 def days_window(days: int) -> list[date]:
