@@ -51,6 +51,11 @@ RESPONSES = {
                                 "secret": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}}),
     "TokenList": _list_of("Token"),
     "LeakReceived": _object({"received": {"type": "integer"}}),
+    "TokenUsage": _object({"days": {"type": "array", "items": _object({
+        "date": {"type": "string", "format": "date"}, "requests": {"type": "integer"}})}}),
+    "TokenRights": _object({"rights": {"type": "array", "items": _object({
+        "scope": {"type": "string"}, "method": {"type": "string", "enum": ["GET", "POST", "PATCH", "DELETE"]},
+        "allowed": {"type": "boolean"}, "reason": {"type": "string", "nullable": True}})}}),
     "Me": _object({
         "token": {"$ref": "#/components/schemas/Token"},
         "organization": _object({"id": {"type": "integer"}, "name": {"type": "string"}, "slug": {"type": "string"}}),

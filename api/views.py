@@ -16,7 +16,7 @@ from api.schema import (
     identifier,
     pagination,
 )
-from shared import leaks, roles, tokens
+from shared import leaks, roles, tokens, usage
 from shared.models import TokenType
 from shared.netaddr import client_address
 
@@ -84,6 +84,22 @@ def create_token(body: dict):
           responses={200: "Token", **TOKEN_ERRORS})
 def get_token(token_id: str):
     return jsonify(tokens.token_summary(tokens.get_token_for(current_actor(), token_id)))
+
+
+@endpoint("GET", "/tokens/<token_id>/usage", summary="Requests per UTC day, oldest first (days without requests included)",
+          scope="tokens", tag="tokens", responses={200: "TokenUsage", 400: "Error", **TOKEN_ERRORS},
+          query={"days": Integer("Days back, today included", minimum=1, maximum=90, default=30)})
+def token_usage(token_id: str, query: dict):
+    token = tokens.get_token_for(current_actor(), token_id)
+    counts = usage.daily_requests([token.id], query["days"])[token.id]
+    return jsonify({"days": [{"date": day.isoformat(), "requests": counts.get(day, 0)}
+                             for day in usage.days_window(query["days"])]})
+
+
+@endpoint("GET", "/tokens/<token_id>/rights", summary="Effective rights: every scope × method, allowed or why not",
+          scope="tokens", tag="tokens", responses={200: "TokenRights", **TOKEN_ERRORS})
+def token_rights(token_id: str):
+    return jsonify({"rights": tokens.rights_table(tokens.get_token_for(current_actor(), token_id))})
 
 
 @endpoint("PATCH", "/tokens/<token_id>", summary="Edit a token (everything but the secret)", scope="tokens",

@@ -418,6 +418,22 @@ def decide(token: ApiToken | AuthenticatedToken, scope: str, method: str) -> Dec
     return Decision(True)
 
 
+RIGHTS_METHODS = ("GET", "POST", "PATCH", "DELETE")
+
+
+def rights_table(token: ApiToken | AuthenticatedToken) -> list[dict[str, Any]]:
+    """Every known scope × method, allowed or why not: `decide`, the very check the API runs, so the
+    table cannot disagree with a real request. (A project token's data is further limited to its
+    project; that narrows what a call sees, not whether it is allowed.)"""
+    rows = []
+    for scope in roles.KNOWN_SCOPES:
+        for method in RIGHTS_METHODS:
+            decision = decide(token, scope, method)
+            rows.append({"scope": scope, "method": method, "allowed": decision.allowed,
+                         "reason": None if decision.allowed else decision.reason})
+    return rows
+
+
 def require(token: ApiToken | AuthenticatedToken, scope: str, method: str) -> None:
     """Raise the SPEC 5 error for a refused scope or permission, naming what was required."""
     decision = decide(token, scope, method)
