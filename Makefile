@@ -5,6 +5,7 @@ BIN     = $(VENV)/bin
 FLASK   = $(BIN)/flask --app wsgi
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHROMIUM ?= /usr/bin/chromium
+PORT    ?= 5000
 
 .PHONY: install browser run test test-fast lint bench clean
 
@@ -24,11 +25,16 @@ browser:
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The server and, beside it, the worker (queue jobs, emails, reminders, the sweep). Ctrl-C, or
+# stopping make, stops both: the shell traps the signal (and its own exit) and ends them.
 run: install
 	$(FLASK) db upgrade
 	$(FLASK) demo
-	@echo "Serving Keyward on http://127.0.0.1:5000"
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	@echo "Serving Keyward on http://127.0.0.1:$(PORT) with a background worker (Ctrl-C stops both)"
+	@trap 'kill $$worker $$server 2>/dev/null; wait' EXIT; trap 'exit 0' INT TERM; \
+	$(FLASK) worker & worker=$$!; \
+	$(FLASK) run --host 127.0.0.1 --port $(PORT) & server=$$!; \
+	wait $$server
 
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

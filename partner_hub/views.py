@@ -13,6 +13,7 @@ from flask import redirect, url_for
 
 from partner_hub import bp
 from shared.auth import member_page
+from shared.notification_pages import register_notification_pages
 from shared.roles import Capability
 from shared.token_pages import register_token_pages
 
@@ -20,6 +21,7 @@ LAYOUT = "hub/layout.html"
 partner_page = member_page(Capability.MANAGE_OWN_TOKENS, partner=True)
 
 register_token_pages(bp, "/api-tokens", layout=LAYOUT, guard=partner_page)
+register_notification_pages(bp, "/notifications", layout=LAYOUT, guard=member_page(None, partner=True))
 
 
 @bp.get("/")

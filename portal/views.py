@@ -1,4 +1,4 @@
-"""Settings → API Tokens, Members, Partners, Organization and Audit log (thin views).
+"""Settings → API Tokens, Members, Partners, Organization, Audit log and Notifications (thin views).
 
 The API Tokens pages are shared with the partner hub and live in shared/token_pages.py; this
 module mounts them under /settings/api-tokens for staff. The other pages parse the form, call a
@@ -15,6 +15,7 @@ from portal import bp
 from shared import audit_log, organizations, partners, roles
 from shared.auth import current_actor, member_page
 from shared.errors import InvalidRequest, ServiceError
+from shared.notification_pages import register_notification_pages
 from shared.roles import Capability
 from shared.token_pages import FORM_ERROR_STATUS, register_token_pages, wants_fragment
 
@@ -27,6 +28,8 @@ def staff_page(capability: Capability) -> Callable[[Callable], Callable]:
 
 
 register_token_pages(bp, "/settings/api-tokens", layout=LAYOUT, guard=staff_page(Capability.MANAGE_OWN_TOKENS))
+# Every staff member has their own notifications, whatever their role.
+register_notification_pages(bp, "/settings/notifications", layout=LAYOUT, guard=member_page(None, partner=False))
 
 
 # --------------------------------------------------------------------------- members

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
+from shared import queue as task_queue
 from shared import ratelimits
 from shared.config import build_config, engine_options
 from shared.errors import ServiceError
@@ -51,6 +52,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     ratelimits.init_app(app)
+    task_queue.init_app(app)
 
     from api import bp as api_bp
     from partner_hub import bp as hub_bp

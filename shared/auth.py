@@ -15,7 +15,7 @@ from werkzeug.routing import BuildError
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from shared import accounts, ratelimits, roles
+from shared import accounts, notifications, ratelimits, roles
 from shared.audit import Actor
 from shared.extensions import db, login_manager
 from shared.models import Membership
@@ -68,6 +68,12 @@ def current_actor() -> Actor | None:
 
 # Where each kind of member lands after signing in: staff in the portal, partner users in their hub.
 HOME_ENDPOINTS = {"staff": "portal.tokens", "partner": "partner_hub.tokens"}
+# Each audience's Notifications page (shared/notification_pages.py), linked from the navigation.
+NOTIFICATION_ENDPOINTS = {"staff": "portal.notifications", "partner": "partner_hub.notifications"}
+
+
+def audience_of(membership: Membership) -> str:
+    return "partner" if roles.is_partner_role(membership.role) else "staff"
 
 
 def home_for(membership: Membership | None) -> str:
@@ -75,15 +81,15 @@ def home_for(membership: Membership | None) -> str:
         return url_for("auth.no_organization")
     if not roles.can(membership.role, Capability.MANAGE_OWN_TOKENS):
         return url_for("auth.home")  # e.g. a viewer: nothing to manage, a plain welcome page
-    audience = "partner" if roles.is_partner_role(membership.role) else "staff"
     try:
-        return url_for(HOME_ENDPOINTS[audience])
+        return url_for(HOME_ENDPOINTS[audience_of(membership)])
     except BuildError:  # that UI is not installed in this app
         return url_for("auth.home")
 
 
-def member_page(capability: Capability, *, partner: bool) -> Callable[[Callable], Callable]:
-    """Guard a page of one UI: signed in, working in an organization, in that UI's audience, with `capability`.
+def member_page(capability: Capability | None, *, partner: bool) -> Callable[[Callable], Callable]:
+    """Guard a page of one UI: signed in, working in an organization, in that UI's audience, with `capability`
+    (None: any member of the audience, e.g. their own notifications).
 
     `partner=False` is the staff portal, `partner=True` the partner hub. A member of the other
     audience, or without the capability, gets 403; nobody is redirected across (a bookmarked
@@ -97,7 +103,8 @@ def member_page(capability: Capability, *, partner: bool) -> Callable[[Callable]
             membership = current_membership()
             if membership is None:
                 return redirect(url_for("auth.no_organization"))
-            if roles.is_partner_role(membership.role) != partner or not roles.can(membership.role, capability):
+            if roles.is_partner_role(membership.role) != partner or (
+                    capability is not None and not roles.can(membership.role, capability)):
                 abort(403, "Your role does not give access to this page.")
             return view(*args, **kwargs)
 
@@ -130,8 +137,26 @@ def navigation_context() -> dict:
         membership = signed_in_membership()
         return membership is not None and roles.can(membership.role, Capability(capability))
 
+    def notifications_nav() -> dict | None:
+        """The navigation's Notifications link: its URL, the unread count, whether it is this page."""
+        membership = signed_in_membership()
+        if membership is None:
+            return None
+        endpoint = NOTIFICATION_ENDPOINTS[audience_of(membership)]
+        try:
+            url = url_for(endpoint)
+            unread = notifications.unread_count(membership.user_id, membership.organization_id)
+        except BuildError:  # that UI is not installed in this app
+            return None
+        except SQLAlchemyError:
+            db.session.rollback()
+            return None
+        # The page itself and its POSTs (whose htmx answers swap this link).
+        current = (request.endpoint or "").startswith(endpoint.removesuffix("s"))
+        return {"url": url, "unread": unread, "current": current}
+
     return {"signed_in_membership": signed_in_membership, "switchable_memberships": switchable_memberships,
-            "can": can}
+            "can": can, "notifications_nav": notifications_nav}
 
 
 def _safe_next(target: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from functools import wraps
@@ -153,6 +154,21 @@ def register_cli(app: Flask) -> None:
         data = tokens.parse_token_payload(payload, creating=True)
         _, secret = tokens.create_token(Actor(membership=membership, user_agent="keyward-cli"), data)
         click.echo(secret)
+
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="Run every queued and due job and one sweep, then exit.")
+    def worker(once: bool):
+        """Background jobs: event dispatch, notification emails, expiry reminders, the sweep."""
+        from shared.queue import queue_for
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        task_queue = queue_for(app)
+        if once:
+            if not task_queue.run_once():
+                raise click.ClickException("the queue storage is unreachable; swept from the database only")
+            return
+        click.echo("Keyward worker running (Ctrl-C to stop).", err=True)
+        task_queue.run_consumer()
 
     @app.cli.command("demo")
     def demo():

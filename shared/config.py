@@ -85,6 +85,7 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_TRUSTED_PROXIES": int(env.get("KEYWARD_TRUSTED_PROXIES", "0")),
         "KEYWARD_QUEUE_URL": env.get("KEYWARD_QUEUE_URL", f"sqlite:///{instance_path / 'queue.db'}"),
         "KEYWARD_SMTP_URL": env.get("KEYWARD_SMTP_URL"),
+        "KEYWARD_MAIL_FROM": env.get("KEYWARD_MAIL_FROM", "keyward@localhost"),
         "KEYWARD_WEBHOOK_ALLOW_PRIVATE": _flag(env.get("KEYWARD_WEBHOOK_ALLOW_PRIVATE")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -10,6 +10,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from sqlalchemy import select
+
+from shared import clock
+from shared.db import write_transaction
 from shared.extensions import db
 from shared.models import Event
 
@@ -38,3 +42,38 @@ def emit(event_type: str, organization_id: int, token_id: int | None, data: dict
     db.session.add(event)
     mark_outbox()
     return event
+
+
+# --------------------------------------------------------------------------- dispatch (the worker)
+
+
+def deliver_event(event: Event) -> None:
+    """Hand one event to whatever consumes events, inside the dispatching transaction.
+
+    Webhook deliveries (SPEC 11, signed webhooks) hang off this: they add their delivery rows here,
+    in the same transaction that marks the event dispatched, and are sent by webhooks.deliver_due
+    (never a network call inside this transaction).
+    """
+    from shared import webhooks  # webhooks builds on this module
+
+    webhooks.add_deliveries(event)
+
+
+def dispatch_pending(batch: int = 100) -> int:
+    """Deliver every undispatched event, oldest first, and mark it dispatched; how many.
+
+    Each batch is one write transaction (rows locked with SKIP LOCKED on PostgreSQL, the write
+    lock on SQLite), so two workers never dispatch the same event.
+    """
+    total = 0
+    while True:
+        with write_transaction() as session:
+            pending = session.scalars(
+                select(Event).where(Event.dispatched_at.is_(None)).order_by(Event.id).limit(batch)
+                .with_for_update(skip_locked=True)).all()
+            for event in pending:
+                deliver_event(event)
+                event.dispatched_at = clock.now()
+        total += len(pending)
+        if len(pending) < batch:
+            return total

@@ -7,12 +7,14 @@ and what happened.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from datetime import datetime
 
 from sqlalchemy import func, select, update
 
-from shared import clock, events
+from shared import clock, events, tokens
+from shared.db import write_transaction
+from shared.errors import NotFound
 from shared.extensions import db
 from shared.models import ApiToken, Membership, Notification, TokenType
 from shared.roles import Role
@@ -29,6 +31,11 @@ KINDS = {
     "bulk_revoked": "was revoked in a bulk revocation",
 }
 MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
+# Anything shaped like a token value (the format's 56 + 8 hex characters, whatever the prefix or
+# letter case): a detail copied from outside (a leak report's URL) could carry one, and a
+# notification, which is also emailed, must never hold a secret.
+_SECRET_LIKE = re.compile(rf"[0-9a-f]{{{tokens.SECRET_HEX + tokens.CHECKSUM_HEX}}}", re.IGNORECASE)
+REDACTED = "[redacted]"
 
 
 def org_user_ids(organization_id: int, roles: Iterable[str]) -> set[int]:
@@ -54,13 +61,18 @@ def token_message(kind: str, token: ApiToken, detail: str = "") -> str:
     return f"{message}: {detail}" if detail else message
 
 
+def redact_secrets(text: str) -> str:
+    return _SECRET_LIKE.sub(REDACTED, text)
+
+
 def notify(user_ids: Iterable[int], organization_id: int, kind: str, message: str,
            token_id: int | None = None) -> list[Notification]:
     """Add one notification per user to the current transaction."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind}")
+    message = redact_secrets(message)[:500]
     rows = [Notification(user_id=user_id, organization_id=organization_id, kind=kind,
-                         token_id=token_id, message=message[:500])
+                         token_id=token_id, message=message)
             for user_id in sorted(set(user_ids))]
     db.session.add_all(rows)
     if rows:
@@ -90,6 +102,29 @@ def list_for(user_id: int, organization_id: int, limit: int = 100) -> list[Notif
         .order_by(Notification.id.desc()).limit(limit)))
 
 
+def get_for(user_id: int, organization_id: int, notification_id: int) -> Notification:
+    """The user's notification in this org, or NotFound (also for anyone else's: never reveal it).
+
+    :raise NotFound:
+    """
+    notification = db.session.scalar(select(Notification).where(
+        Notification.id == notification_id, Notification.user_id == user_id,
+        Notification.organization_id == organization_id).execution_options(populate_existing=True))
+    if notification is None:
+        raise NotFound("Notification not found")
+    return notification
+
+
+def mark_one_read(user_id: int, organization_id: int, notification_id: int) -> Notification:
+    """Mark the user's notification as read (if it is not already) and return it.
+
+    :raise NotFound: for an id that is not this user's in this org
+    """
+    get_for(user_id, organization_id, notification_id)
+    mark_read(user_id, organization_id, notification_id)
+    return get_for(user_id, organization_id, notification_id)
+
+
 def mark_read(user_id: int, organization_id: int, notification_id: int | None = None) -> int:
     """Mark one (by id) or all of the user's unread notifications in this org as read; how many."""
     statement = update(Notification).where(
@@ -97,15 +132,42 @@ def mark_read(user_id: int, organization_id: int, notification_id: int | None = 
         Notification.read_at.is_(None))
     if notification_id is not None:
         statement = statement.where(Notification.id == notification_id)
-    result = db.session.execute(statement.values(read_at=clock.now()).execution_options(synchronize_session=False))
-    db.session.commit()
-    return result.rowcount
+    with write_transaction() as session:
+        return session.execute(statement.values(read_at=clock.now())
+                               .execution_options(synchronize_session=False)).rowcount
 
 
-def unsent(limit: int = 100) -> list[Notification]:
+# --------------------------------------------------------------------------- email bookkeeping
+# `email_sent_at` means "the email was dealt with": sent, or skipped because email is off.
+
+
+def unsent_ids(limit: int = 100) -> list[int]:
     return list(db.session.scalars(
-        select(Notification).where(Notification.email_sent_at.is_(None)).order_by(Notification.id).limit(limit)))
+        select(Notification.id).where(Notification.email_sent_at.is_(None)).order_by(Notification.id).limit(limit)))
 
 
-def mark_sent(notification: Notification, when: datetime | None = None) -> None:
-    notification.email_sent_at = when or clock.now()
+def claim_for_email(notification_id: int) -> Notification | None:
+    """Take one unsent notification for sending (committed), or None when another worker has it.
+
+    Claiming before sending means two workers never send the same email; a failed send gives the
+    claim back (release_email_claim) so the next run tries again.
+    """
+    with write_transaction() as session:
+        claimed = session.execute(
+            update(Notification).where(Notification.id == notification_id, Notification.email_sent_at.is_(None))
+            .values(email_sent_at=clock.now()).execution_options(synchronize_session=False)).rowcount
+    return db.session.get(Notification, notification_id, populate_existing=True) if claimed else None
+
+
+def release_email_claim(notification_id: int) -> None:
+    with write_transaction() as session:
+        session.execute(update(Notification).where(Notification.id == notification_id)
+                        .values(email_sent_at=None).execution_options(synchronize_session=False))
+
+
+def mark_all_emails_handled() -> int:
+    """Email is off: every unsent notification counts as dealt with (it stays in the app)."""
+    with write_transaction() as session:
+        return session.execute(update(Notification).where(Notification.email_sent_at.is_(None))
+                               .values(email_sent_at=clock.now())
+                               .execution_options(synchronize_session=False)).rowcount

@@ -100,13 +100,15 @@ def rate_limit_storage() -> str:
 
 
 @pytest.fixture
-def app_config(database_url, rate_limit_storage) -> dict:
+def app_config(database_url, rate_limit_storage, tmp_path) -> dict:
     """Overrides given to create_app; tests may change them before `app` is built."""
     return {
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "RATELIMIT_STORAGE_URI": rate_limit_storage,
         "RATELIMIT_KEY_PREFIX": f"kwtest-{uuid.uuid4().hex[:12]}",
+        "KEYWARD_QUEUE_URL": f"sqlite:///{tmp_path / 'queue.db'}",  # never a queue shared between tests
+        "KEYWARD_SMTP_URL": None,
     }
 
 
@@ -386,6 +388,7 @@ def live_server(app_config, tmp_path):
             "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
             "RATELIMIT_STORAGE_URI": app_config["RATELIMIT_STORAGE_URI"],
             "RATELIMIT_KEY_PREFIX": app_config["RATELIMIT_KEY_PREFIX"],
+            "KEYWARD_QUEUE_URL": app_config["KEYWARD_QUEUE_URL"],
             "KEYWARD_RATE_LIMITS": "free=100000/minute;business=100000/minute;enterprise=100000/minute",
             **extra_env,
         }
