@@ -24,6 +24,9 @@ EXPIRATION_OPTIONS = (  # (value, label); the values are what tokens.clean_expir
     ("custom", "Custom date"),
 )
 KEEP_EXPIRY = "keep"  # edit form: leave the expiry as it is
+# Regenerate's "Keep the old value working for": (value, label), from the one table in shared.tokens.
+GRACE_OPTIONS = tuple((value, label) for value, (label, _duration) in tokens.GRACE_PERIODS.items())
+DEFAULT_GRACE = "none"  # a form without the field (an older page) regenerates as before
 DEFAULT_PERMISSIONS = ("read",)
 DEFAULT_SCOPES = ("documents",)
 TYPE_LABELS = {TokenType.PERSONAL: "Personal", TokenType.ORGANIZATION: "Organization",
@@ -105,6 +108,12 @@ class TokenForm:
             if not errors.errors.get("expiration"):
                 data.expires_at = expiry
         data.ip_allowlist = tokens.clean_allowlist(self.ip_allowlist, errors)
+
+
+def grace_period_from(form: MultiDict) -> str:
+    """The chosen grace period as sent; tokens.regenerate_token refuses an unknown one
+    (InvalidRequest with fields["grace_period"]) before changing anything."""
+    return form.get("grace_period", DEFAULT_GRACE)
 
 
 def _project_id(value: str, errors: tokens.FieldErrors) -> int | None:

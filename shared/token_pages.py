@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from math import ceil
 from urllib.parse import urlparse
 
@@ -34,12 +35,15 @@ from shared.models import ApiToken, Plan, TokenType
 from shared.organizations import list_projects
 from shared.roles import Capability
 from shared.token_forms import (
+    DEFAULT_GRACE,
     EXPIRATION_OPTIONS,
+    GRACE_OPTIONS,
     KEEP_EXPIRY,
     TYPE_LABELS,
     TokenForm,
     filter_args,
     filters_from_args,
+    grace_period_from,
     permission_choices,
     scope_choices,
 )
@@ -53,6 +57,8 @@ STATUS_LABELS = {"active": "Active", "inactive": "Inactive", "expired": "Expired
                  "expiring": "Expires soon", "revoked": "Revoked"}
 PERMISSION_HINTS = {"read": "GET: list and read", "write": "POST, PATCH, PUT: create and change",
                     "delete": "DELETE: remove"}
+# What a revoked row says about why, when the reason is not simply "someone pressed Revoke".
+REVOKED_NOTES = {tokens.REVOKED_EXPOSED: "Revoked: reported as exposed"}
 SCOPE_HINTS = {"documents": "Documents and exports", "projects": "Projects of the organization",
                "templates": "Document templates", "analytics": "Usage analytics",
                "billing": "Credit balance and plan", "tokens": "Manage API tokens"}
@@ -106,6 +112,12 @@ class TokenUrls:
     def revoke(self, token: ApiToken) -> str:
         return self._url("token_revoke", token_id=token.public_id)
 
+    def confirm_end_grace(self, token: ApiToken) -> str:
+        return self._url("token_confirm_end_grace", token_id=token.public_id)
+
+    def end_grace(self, token: ApiToken) -> str:
+        return self._url("token_end_grace", token_id=token.public_id)
+
 
 # --------------------------------------------------------------------------- what a row shows
 
@@ -132,6 +144,8 @@ class TokenRow:
     may_regenerate: bool
     may_set_active: bool
     may_revoke: bool
+    grace_until: datetime | None  # until when the previous value still works (after Regenerate)
+    may_end_grace: bool
 
     @property
     def status_label(self) -> str:
@@ -147,7 +161,12 @@ class TokenRow:
 
     @property
     def has_actions(self) -> bool:
-        return self.may_edit or self.may_regenerate or self.may_set_active or self.may_revoke
+        return (self.may_edit or self.may_regenerate or self.may_set_active or self.may_revoke
+                or self.may_end_grace)
+
+    @property
+    def revoked_note(self) -> str | None:
+        return REVOKED_NOTES.get(self.token.revoked_reason) if self.token.revoked_at is not None else None
 
 
 def token_row(actor: Actor, token: ApiToken) -> TokenRow:
@@ -156,6 +175,8 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
         status = "expiring"
     live = token.revoked_at is None
     user = token.creator.user
+    may_regenerate = live and _permits(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
+    grace_until = tokens.grace_until(token) if live else None
     return TokenRow(
         token=token,
         status=status,
@@ -163,9 +184,11 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
         creator_name=user.display_name or user.email,
         partner_name=token.creator.partner.name if tokens.is_partner_token(token) else None,
         may_edit=live and _permits(actor, token, Capability.EDIT_ANY_TOKEN, "edit"),
-        may_regenerate=live and _permits(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate"),
+        may_regenerate=may_regenerate,
         may_set_active=live and _permits(actor, token, Capability.DEACTIVATE_ANY_TOKEN, "deactivate"),
         may_revoke=live and _permits(actor, token, Capability.REVOKE_ANY_TOKEN, "revoke"),
+        grace_until=grace_until,
+        may_end_grace=grace_until is not None and may_regenerate,  # tokens.end_grace asks the same
     )
 
 
@@ -206,7 +229,8 @@ class TokenPages:
         context.setdefault("list_url", safe_list_url(self.urls, request.values.get("next")))
         return render_template(template, layout=self.layout, urls=self.urls,
                                sees_all=roles.can(actor.role, Capability.SEE_ALL_TOKENS),
-                               status_labels=STATUS_LABELS, type_labels=TYPE_LABELS, **context)
+                               status_labels=STATUS_LABELS, type_labels=TYPE_LABELS,
+                               grace_options=GRACE_OPTIONS, **context)
 
     def _list_context(self, actor: Actor, filters: tokens.TokenFilters) -> dict:
         items, total = tokens.list_tokens(actor, filters)
@@ -364,9 +388,15 @@ class TokenPages:
         actor = current_actor()
         token = tokens.get_token_for(actor, token_id)
         row = token_row(actor, token)
-        if not (row.may_regenerate if action == "regenerate" else row.may_revoke):
-            raise PermissionDenied(f"Your role cannot {action} this token")
-        return self._render("tokens/confirm.html", actor, row=row, action=action)
+        may = {"regenerate": row.may_regenerate, "revoke": row.may_revoke,
+               "end-grace": row.may_regenerate}[action]
+        if not may:
+            raise PermissionDenied(f"Your role cannot {action.replace('-', ' ')} this token")
+        if action == "end-grace" and row.grace_until is None:  # ended meanwhile: nothing to confirm
+            flash(f"The old value of “{token.name}” no longer works.")
+            return redirect(safe_list_url(self.urls, request.args.get("next")))
+        return self._render("tokens/confirm.html", actor, row=row, action=action,
+                            grace_choice=DEFAULT_GRACE, errors={})
 
     def confirm_regenerate(self, token_id: str):
         return self.confirm(token_id, "regenerate")
@@ -374,13 +404,41 @@ class TokenPages:
     def confirm_revoke(self, token_id: str):
         return self.confirm(token_id, "revoke")
 
+    def confirm_end_grace(self, token_id: str):
+        return self.confirm(token_id, "end-grace")
+
     def regenerate(self, token_id: str):
+        """A new value, shown once; the old one stops now or after the chosen grace period."""
         actor = current_actor()
-        token, secret = tokens.regenerate_token(actor, tokens.get_token_for(actor, token_id))
+        token = tokens.get_token_for(actor, token_id)
+        grace_period = grace_period_from(request.form)
+        try:
+            token, secret = tokens.regenerate_token(actor, token, grace_period)
+        except FORM_ERRORS as error:
+            return self._regenerate_refused(actor, token, grace_period, error)
         if wants_fragment():
             html = self._render("tokens/_row.html", actor, row=token_row(actor, token), row_secret=secret)
             return html, 200, NO_STORE
         return self._show_once(actor, token, secret, regenerated=True)
+
+    def _regenerate_refused(self, actor: Actor, token: ApiToken, grace_period: str, error: ServiceError):
+        """Nothing changed: the dialog (htmx: the row with its dialog reopened) or the confirmation
+        page comes back with the choice as sent and the message beside the field."""
+        errors = dict(error.fields or {})
+        if not errors:
+            errors["grace_period"] = error.message
+        context = {"row": token_row(actor, token), "grace_choice": grace_period, "errors": errors}
+        if wants_fragment():
+            html = self._render("tokens/_row.html", actor, reopen_dialog="regenerate", **context)
+        else:
+            html = self._render("tokens/confirm.html", actor, action="regenerate", **context)
+        return html, FORM_ERROR_STATUS
+
+    def end_grace(self, token_id: str):
+        """The previous value (kept by a regeneration with a grace period) stops working now."""
+        actor = current_actor()
+        token = tokens.end_grace(actor, tokens.get_token_for(actor, token_id))
+        return self._done(actor, token, f"The old value of “{token.name}” no longer works.")
 
     def revoke(self, token_id: str):
         actor = current_actor()
@@ -405,6 +463,8 @@ ROUTES = (
     ("/<token_id>/regenerate", "token_regenerate", "POST", "regenerate"),
     ("/<token_id>/revoke", "token_confirm_revoke", "GET", "confirm_revoke"),
     ("/<token_id>/revoke", "token_revoke", "POST", "revoke"),
+    ("/<token_id>/end-grace", "token_confirm_end_grace", "GET", "confirm_end_grace"),
+    ("/<token_id>/end-grace", "token_end_grace", "POST", "end_grace"),
 )
 
 

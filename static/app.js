@@ -6,6 +6,7 @@
  * - Token form: show the project field only for project tokens and the date field only for
  *   "Custom date".
  * - [data-autosubmit] selects submit their form on change (organization switcher).
+ * - dialog[data-reopen]: a dialog the server sent back with an error in it is shown again.
  * - htmx errors that are not swapped (403, 404, 500, network) are shown in a notice.
  *
  * No inline scripts or handlers anywhere: a Content-Security-Policy allowing only our own
@@ -95,6 +96,11 @@
     var forms = root.querySelectorAll ? root.querySelectorAll(".token-form") : [];
     Array.prototype.forEach.call(forms, syncTokenForm);
     if (root.classList && root.classList.contains("token-form")) syncTokenForm(root);
+    var reopen = root.querySelectorAll ? root.querySelectorAll("dialog[data-reopen]") : [];
+    Array.prototype.forEach.call(reopen, function (dialog) {
+      dialog.removeAttribute("data-reopen");
+      if (!dialog.open && typeof dialog.showModal === "function") dialog.showModal();
+    });
   }
 
   document.addEventListener("change", function (event) {
