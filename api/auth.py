@@ -25,7 +25,7 @@ def token_required(scope: str | None = None):
             ratelimits.refuse_if_failing("auth", address)
             credentials = tokens.extract_credentials(request.headers.get("Authorization"),
                                                      request.headers.get("X-API-Key"))
-            with db.engine.connect() as connection:
+            with token_auth.connect() as connection:
                 try:
                     token = token_auth.authenticate(connection, credentials, address)
                 except AuthError as error:

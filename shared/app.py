@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
 from shared import queue as task_queue
+from shared.db import AUTOCOMMIT_BIND
 from shared import ratelimits
 from shared.config import build_config, engine_options
 from shared.errors import ServiceError
@@ -43,7 +44,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(build_config(Path(app.instance_path)))
     if test_config:
         app.config.update(test_config)
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
+    database_url = app.config["SQLALCHEMY_DATABASE_URI"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(database_url))
+    if not database_url.startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_BINDS", {AUTOCOMMIT_BIND: {
+            "url": database_url, "isolation_level": "AUTOCOMMIT", **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}})
     app.session_interface = BrowserOnlySessionInterface()
     app.json.sort_keys = False  # keep the documented field order
 

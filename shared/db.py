@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from shared.extensions import db
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+AUTOCOMMIT_BIND = "autocommit"  # a second engine on a server database, for the API's hot path
 _begin_immediate = contextvars.ContextVar("begin_immediate", default=False)
 
 
@@ -71,16 +72,12 @@ def write_transaction() -> Iterator:
 
 @contextmanager
 def immediate_begin(connection) -> Iterator:
-    """A write transaction on a Core connection (BEGIN IMMEDIATE on SQLite), committed on success.
-    A transaction already open on the connection (PostgreSQL after a read) is continued and committed."""
-    if connection.in_transaction():
-        transaction = connection.get_transaction()
-    else:
-        flag = _begin_immediate.set(True)
-        try:
-            transaction = connection.begin()
-        finally:
-            _begin_immediate.reset(flag)
+    """A write transaction on a Core connection (BEGIN IMMEDIATE on SQLite), committed on success."""
+    flag = _begin_immediate.set(True)
+    try:
+        transaction = connection.begin()
+    finally:
+        _begin_immediate.reset(flag)
     with transaction:
         yield connection
 

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Integer, column, text
 
 from shared import clock, roles, usage
-from shared.db import immediate_begin
+from shared.db import AUTOCOMMIT_BIND, immediate_begin
+from shared.extensions import db
 from shared.errors import AuthError, PlanRequired
 from shared.models import (
     ApiToken,
@@ -129,13 +130,19 @@ class AuthenticatedToken:
         return replace(self, usage_count=usage_count, last_used_at=now, last_used_ip=client_ip)
 
 
+def connect() -> Connection:
+    """The connection the hot path runs on: on PostgreSQL from an autocommit engine (the lookup
+    needs no transaction and the count is one statement, atomic by itself), which saves the
+    BEGIN and COMMIT round trips; on SQLite the app's engine (the count is a BEGIN IMMEDIATE
+    transaction, see record_use)."""
+    return db.engines[AUTOCOMMIT_BIND if AUTOCOMMIT_BIND in db.engines else None].connect()
+
+
 def find_token(connection: Connection, token_hash: str) -> AuthenticatedToken | None:
     row = connection.execute(_LOOKUP, {"token_hash": token_hash}).first()
-    if connection.dialect.name == "sqlite":
-        # A SQLite reader cannot become a writer once another writer committed: end the read here
-        # (record_use then starts with BEGIN IMMEDIATE). On PostgreSQL the count joins this
-        # transaction, which saves two round trips.
-        connection.commit()
+    # A SQLite reader cannot become a writer once another writer committed: end the read here
+    # (record_use then starts with BEGIN IMMEDIATE). With autocommit (PostgreSQL) it is a no-op.
+    connection.commit()
     return AuthenticatedToken.from_row(row) if row is not None else None
 
 

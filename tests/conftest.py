@@ -117,7 +117,8 @@ def _dispose(app) -> None:
         from shared.extensions import db
 
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():
+            engine.dispose()
 
 
 @pytest.fixture
