@@ -7,7 +7,8 @@ from functools import wraps
 from flask import g, request
 from sqlalchemy.orm import joinedload
 
-from shared import ratelimits, token_auth, tokens
+from shared import events, ratelimits, token_auth, tokens
+from shared.queue import queue_for
 from shared.audit import Actor
 from shared.errors import AuthError
 from shared.extensions import db
@@ -27,13 +28,18 @@ def token_required(scope: str | None = None):
                                                      request.headers.get("X-API-Key"))
             with token_auth.connect() as connection:
                 try:
-                    token = token_auth.authenticate(connection, credentials, address)
+                    token = token_auth.authenticate(connection, credentials, address,
+                                                    user_agent=request.headers.get("User-Agent"), path=request.path)
+                    g.rate_state = ratelimits.hit_token(token.id, token.plan)
+                    g.authenticated_token = token_auth.record_use(connection, token, address)
                 except AuthError as error:
                     if error.code == "invalid_api_key":
                         ratelimits.count_failure("auth", address)
                     raise
-                g.rate_state = ratelimits.hit_token(token.id, token.plan)
-                g.authenticated_token = token_auth.record_use(connection, token, address)
+                finally:
+                    # Alerts written on the hot path (anomaly, canary): hand them to the queue.
+                    if connection.info.pop(events.OUTBOX_FLAG, False):
+                        queue_for().poke()
             if scope is not None:
                 tokens.require(g.authenticated_token, scope, request.method)
             return view(*args, **kwargs)

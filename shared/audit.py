@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
+
+from shared import clock
 from shared.extensions import db
 from shared.models import ApiToken, AuditEvent, Membership
 
@@ -32,9 +35,12 @@ class Actor:
 
 
 def record(actor: Actor | None, organization_id: int, action: str, target_type: str, target_id: str,
-           details: dict[str, Any] | None = None, *, source_ip: str | None = None) -> AuditEvent:
-    """`source_ip` names the address when nobody signed in acted (e.g. a leak report)."""
-    event = AuditEvent(
+           details: dict[str, Any] | None = None, *, source_ip: str | None = None,
+           user_agent: str | None = None, connection=None) -> None:
+    """Add the record to the current transaction (or to `connection`'s, a Core connection's).
+    `source_ip` and `user_agent` describe the request when nobody signed in acted (a leak report,
+    a canary token presented)."""
+    values = dict(
         organization_id=organization_id,
         actor_user_id=actor.user_id if actor else None,
         actor_token_id=actor.token.id if actor and actor.token else None,
@@ -42,8 +48,11 @@ def record(actor: Actor | None, organization_id: int, action: str, target_type: 
         target_type=target_type,
         target_id=str(target_id),
         source_ip=actor.ip if actor else source_ip,
-        user_agent=(actor.user_agent or "")[:300] if actor else None,
+        user_agent=((actor.user_agent if actor else user_agent) or "")[:300] or None,
         details=details or {},
+        created_at=clock.now(),
     )
-    db.session.add(event)
-    return event
+    if connection is not None:
+        connection.execute(insert(AuditEvent), values)
+    else:
+        db.session.add(AuditEvent(**values))

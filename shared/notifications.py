@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from shared import clock, events, tokens
 from shared.db import write_transaction
@@ -26,7 +26,7 @@ KINDS = {
     "exposed": "was reported as exposed and has been revoked",
     "anomaly": "was used from a new network",
     "webhook_disabled": "webhook endpoint disabled",
-    "canary_used": "canary token was used",
+    "canary_used": "(a canary) was presented",
     "transferred": "was transferred",
     "bulk_revoked": "was revoked in a bulk revocation",
 }
@@ -38,22 +38,27 @@ _SECRET_LIKE = re.compile(rf"[0-9a-f]{{{tokens.SECRET_HEX + tokens.CHECKSUM_HEX}
 REDACTED = "[redacted]"
 
 
-def org_user_ids(organization_id: int, roles: Iterable[str]) -> set[int]:
+def org_user_ids(organization_id: int, roles: Iterable[str], *, connection=None) -> set[int]:
     """Users holding one of these roles in the org now (live memberships)."""
-    return set(db.session.scalars(
+    return set((connection or db.session).scalars(
         select(Membership.user_id).where(Membership.organization_id == organization_id,
                                          Membership.removed_at.is_(None),
                                          Membership.role.in_([str(r) for r in roles]))
     ))
 
 
-def token_recipients(token: ApiToken, *, always_managers: bool = False) -> set[int]:
+def recipients(organization_id: int, creator_user_id: int, token_type: str, *, always_managers: bool = False,
+               connection=None) -> set[int]:
     """The creator; plus the org's owners and admins for organization and project tokens (which
     serve automation, SPEC 11) or when the notice is serious enough for them (`always_managers`)."""
-    recipients = {token.creator.user_id}
-    if always_managers or token.type != TokenType.PERSONAL:
-        recipients |= org_user_ids(token.organization_id, MANAGER_ROLES)
-    return recipients
+    users = {creator_user_id}
+    if always_managers or token_type != TokenType.PERSONAL:
+        users |= org_user_ids(organization_id, MANAGER_ROLES, connection=connection)
+    return users
+
+
+def token_recipients(token: ApiToken, *, always_managers: bool = False) -> set[int]:
+    return recipients(token.organization_id, token.creator.user_id, token.type, always_managers=always_managers)
 
 
 def token_message(kind: str, token: ApiToken, detail: str = "") -> str:
@@ -66,22 +71,27 @@ def redact_secrets(text: str) -> str:
 
 
 def notify(user_ids: Iterable[int], organization_id: int, kind: str, message: str,
-           token_id: int | None = None) -> list[Notification]:
-    """Add one notification per user to the current transaction."""
+           token_id: int | None = None, *, connection=None) -> int:
+    """Add one notification per user to the current transaction; how many.
+
+    With `connection` (a Core connection in a transaction: the API's hot path) the rows are
+    inserted there, and the caller pokes the queue after its commit.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind}")
     message = redact_secrets(message)[:500]
-    rows = [Notification(user_id=user_id, organization_id=organization_id, kind=kind,
-                         token_id=token_id, message=message)
-            for user_id in sorted(set(user_ids))]
-    db.session.add_all(rows)
-    if rows:
+    rows = [{"user_id": user_id, "organization_id": organization_id, "kind": kind, "token_id": token_id,
+             "message": message, "created_at": clock.now()} for user_id in sorted(set(user_ids))]
+    if rows and connection is not None:
+        connection.execute(insert(Notification), rows)
+    elif rows:
+        db.session.add_all([Notification(**row) for row in rows])
         events.mark_outbox()
-    return rows
+    return len(rows)
 
 
 def notify_about_token(kind: str, token: ApiToken, *, always_managers: bool = False,
-                       detail: str = "") -> list[Notification]:
+                       detail: str = "") -> int:
     return notify(token_recipients(token, always_managers=always_managers), token.organization_id, kind,
                   token_message(kind, token, detail), token.id)
 

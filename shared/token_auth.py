@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, column, text
 
-from shared import clock, roles, usage
+from shared import clock, events, roles, token_alerts, usage
 from shared.db import AUTOCOMMIT_BIND, immediate_begin
 from shared.extensions import db
 from shared.errors import AuthError, PlanRequired
@@ -146,14 +146,23 @@ def find_token(connection: Connection, token_hash: str) -> AuthenticatedToken | 
     return AuthenticatedToken.from_row(row) if row is not None else None
 
 
-def authenticate(connection: Connection, credentials: Credentials, client_ip: str) -> AuthenticatedToken:
-    """Every check of SPEC 5 up to the plan, in order; raises AuthError."""
+def authenticate(connection: Connection, credentials: Credentials, client_ip: str, *,
+                 user_agent: str | None = None, path: str = "") -> AuthenticatedToken:
+    """Every check of SPEC 5 up to the plan, in order; raises AuthError.
+
+    A canary is answered exactly as an unknown value (SPEC 11), after recording the trip.
+    """
     if credentials.value is None:
         raise invalid_api_key(credentials.problem or "The API key is missing")
     if not is_well_formed(credentials.value):
         raise invalid_api_key()
     token = find_token(connection, hash_secret(credentials.value))
     if token is None or token.revoked_at is not None:
+        raise invalid_api_key()
+    if token.is_canary:
+        with immediate_begin(connection):
+            token_alerts.canary_used(connection, token, client_ip, user_agent, path)
+        connection.info[events.OUTBOX_FLAG] = True
         raise invalid_api_key()
     if not token.current_value and (token.previous_expires_at is None or token.previous_expires_at <= clock.now()):
         raise invalid_api_key()  # an old value after its grace period
@@ -175,4 +184,9 @@ def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str
     now = clock.now()
     with immediate_begin(connection):
         counted = usage.record_request(connection, token, now, client_ip)
+        anomaly = counted.new_network and counted.usage_count > 1  # a first use is no anomaly
+        if anomaly:
+            token_alerts.flag_new_network(connection, token, counted.network, client_ip, now)
+    if anomaly:
+        connection.info[events.OUTBOX_FLAG] = True
     return token.counted(counted.usage_count, now, client_ip)

@@ -20,13 +20,16 @@ HTMX = {"HX-Request": "true"}
 
 def notify(make, member, kind: str = "expired", message: str = "Token “x” has expired", org=None) -> int:
     """One notification for `member` (in `org`, default the member's), committed; its id."""
+    from sqlalchemy import func, select
+
     from shared import notifications
     from shared.extensions import db
+    from shared.models import Notification
 
     def apply():
-        row = notifications.notify([member.user_id], (org or member.org).id, kind, message)[0]
+        notifications.notify([member.user_id], (org or member.org).id, kind, message)
         db.session.commit()
-        return row.id
+        return db.session.scalar(select(func.max(Notification.id)).where(Notification.user_id == member.user_id))
 
     return make.run(apply)
 
