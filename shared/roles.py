@@ -35,6 +35,7 @@ class Capability(StrEnum):
     REGENERATE_ANY_TOKEN = "regenerate_any_token"
     MANAGE_MEMBERS = "manage_members"
     MANAGE_PARTNERS = "manage_partners"
+    MANAGE_WEBHOOKS = "manage_webhooks"  # endpoints, their secrets and delivery logs (SPEC 11)
     MANAGE_PLAN_AND_POLICY = "manage_plan_and_policy"
     READ_AUDIT_LOG = "read_audit_log"
 

@@ -1,0 +1,98 @@
+"""Settings → Webhooks (SPEC 11), for owners and admins: endpoints, the show-once signing secret,
+and each endpoint's delivery log with Resend. Thin: parse the form, call shared.webhooks, render.
+"""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from portal import bp
+from portal.views import staff_page
+from shared import events, webhooks
+from shared.auth import current_actor
+from shared.errors import InvalidRequest
+from shared.roles import Capability
+from shared.token_pages import FORM_ERROR_STATUS, NO_STORE
+
+manager_page = staff_page(Capability.MANAGE_WEBHOOKS)
+
+
+def _index(*, error: InvalidRequest | None = None, created=None, secret: str | None = None):
+    form = request.form if error else {}
+    return render_template(
+        "portal/webhooks.html", endpoints=webhooks.list_endpoints(current_actor()), event_types=events.TYPES,
+        values={"url": form.get("url", ""),
+                "event_types": form.getlist("event_types") if error else list(events.TYPES)},
+        errors=error.fields if error else {}, form_error=error.message if error and not error.fields else None,
+        created=created, secret=secret)
+
+
+def _back(message: str, endpoint_id: str | None = None):
+    flash(message)
+    if endpoint_id:
+        return redirect(url_for("portal.webhook_log", webhook_id=endpoint_id))
+    return redirect(url_for("portal.webhooks_page"))
+
+
+@bp.get("/settings/webhooks")
+@manager_page
+def webhooks_page():
+    return _index()
+
+
+@bp.post("/settings/webhooks")
+@manager_page
+def webhook_create():
+    try:
+        endpoint, secret = webhooks.create_endpoint(current_actor(), request.form.get("url", ""),
+                                                    request.form.getlist("event_types"))
+    except InvalidRequest as error:
+        return _index(error=error), FORM_ERROR_STATUS
+    # The one POST that renders instead of redirecting: the secret is shown here, once.
+    return _index(created=endpoint, secret=secret), 200, NO_STORE
+
+
+@bp.get("/settings/webhooks/<webhook_id>")
+@manager_page
+def webhook_log(webhook_id: str):
+    actor = current_actor()
+    endpoint = webhooks.get_endpoint_for(actor, webhook_id)
+    return render_template("portal/webhook_log.html", endpoint=endpoint,
+                           entries=webhooks.delivery_log(actor, endpoint))
+
+
+@bp.post("/settings/webhooks/<webhook_id>/disable")
+@manager_page
+def webhook_disable(webhook_id: str):
+    actor = current_actor()
+    endpoint = webhooks.set_endpoint_active(actor, webhooks.get_endpoint_for(actor, webhook_id), False)
+    return _back(f"Disabled {endpoint.url}. Events wait until you enable it again.")
+
+
+@bp.post("/settings/webhooks/<webhook_id>/enable")
+@manager_page
+def webhook_enable(webhook_id: str):
+    actor = current_actor()
+    endpoint = webhooks.set_endpoint_active(actor, webhooks.get_endpoint_for(actor, webhook_id), True)
+    return _back(f"Enabled {endpoint.url}.")
+
+
+@bp.post("/settings/webhooks/<webhook_id>/delete")
+@manager_page
+def webhook_delete(webhook_id: str):
+    actor = current_actor()
+    endpoint = webhooks.delete_endpoint(actor, webhooks.get_endpoint_for(actor, webhook_id))
+    return _back(f"Deleted the endpoint {endpoint.url}. Nothing more is sent to it.")
+
+
+@bp.post("/settings/webhooks/<webhook_id>/deliveries/<int:delivery_id>/resend")
+@manager_page
+def webhook_resend(webhook_id: str, delivery_id: int):
+    actor = current_actor()
+    endpoint = webhooks.get_endpoint_for(actor, webhook_id)
+    try:
+        delivery = webhooks.resend(actor, endpoint, delivery_id)
+    except InvalidRequest as error:
+        flash(error.message, "error")
+        return redirect(url_for("portal.webhook_log", webhook_id=endpoint.public_id))
+    return _back(f"Resending {delivery.event.public_id}.", endpoint.public_id)
