@@ -31,7 +31,10 @@ def token_required(scope: str | None = None):
                     token = token_auth.authenticate(connection, credentials, address,
                                                     user_agent=request.headers.get("User-Agent"), path=request.path)
                     g.rate_state = ratelimits.hit_token(token.id, token.plan)
-                    g.authenticated_token = token_auth.record_use(connection, token, address)
+                    right = (scope, request.method) if scope is not None else None
+                    if right is not None and not tokens.decide(token, *right).allowed:
+                        right = None  # refused below (after counting, SPEC 5 order): not a use of a right
+                    g.authenticated_token = token_auth.record_use(connection, token, address, right)
                 except AuthError as error:
                     if error.code == "invalid_api_key":
                         ratelimits.count_failure("auth", address)

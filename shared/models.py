@@ -362,6 +362,20 @@ class TokenNetwork(db.Model):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class TokenScopeUsage(db.Model):
+    """Which scope × method a token was allowed to use, and when last (narrow to observed use)."""
+
+    __tablename__ = "token_scope_usage"
+    __table_args__ = (UniqueConstraint("token_id", "scope", "method", name="uq_token_scope_usage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    scope: Mapped[str] = mapped_column(String(50))
+    method: Mapped[str] = mapped_column(String(10))
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class WebhookEndpoint(db.Model):
     """Where an organization wants token events delivered, signed with its own secret (SPEC 11).
 
@@ -493,6 +507,7 @@ __all__ = [
     "Template",
     "TokenDailyUsage",
     "TokenNetwork",
+    "TokenScopeUsage",
     "TokenNotice",
     "TokenType",
     "User",

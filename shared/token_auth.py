@@ -179,11 +179,13 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
     return token
 
 
-def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str) -> AuthenticatedToken:
-    """Count one accepted request in one write transaction (no count is lost under concurrency)."""
+def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str,
+               right: tuple[str, str] | None = None) -> AuthenticatedToken:
+    """Count one accepted request in one write transaction (no count is lost under concurrency);
+    `right` is the (scope, method) it uses when the token may (observed use, for narrowing)."""
     now = clock.now()
     with immediate_begin(connection):
-        counted = usage.record_request(connection, token, now, client_ip)
+        counted = usage.record_request(connection, token, now, client_ip, right)
         anomaly = counted.new_network and counted.usage_count > 1  # a first use is no anomaly
         if anomaly:
             token_alerts.flag_new_network(connection, token, counted.network, client_ip, now)

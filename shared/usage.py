@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, text
 
 from shared import clock
 from shared.extensions import db
-from shared.models import ApiToken, TokenDailyUsage
+from shared.models import ApiToken, TokenDailyUsage, TokenScopeUsage
 from shared.netaddr import network_of
 
 _NOW = bindparam("now", type_=ApiToken.__table__.c.last_used_at.type)
@@ -35,12 +35,23 @@ _COUNT_NETWORK_SQL = (
     " SET requests = token_networks.requests + 1, last_seen_at = excluded.last_seen_at"
     " RETURNING requests"
 )
+_COUNT_SCOPE_SQL = (
+    "INSERT INTO token_scope_usage (token_id, scope, method, last_used_at, requests)"
+    " VALUES (:token_id, :scope, :method, :now, 1)"
+    " ON CONFLICT (token_id, scope, method) DO UPDATE"
+    " SET requests = token_scope_usage.requests + 1, last_used_at = excluded.last_used_at"
+)
 _COUNT_TOKEN_USE = text(_COUNT_TOKEN_USE_SQL).bindparams(_NOW)
 _COUNT_DAY = text(_COUNT_DAY_SQL).bindparams(_DAY)
 _COUNT_NETWORK = text(_COUNT_NETWORK_SQL).bindparams(_NOW)
-# PostgreSQL runs all three as one statement (data-modifying WITHs): one round trip instead of three.
+_COUNT_SCOPE = text(_COUNT_SCOPE_SQL).bindparams(_NOW)
+# PostgreSQL runs them all as one statement (data-modifying WITHs): one round trip, not three or four.
 _COUNT_ALL = text(
     f"WITH counted AS ({_COUNT_TOKEN_USE_SQL}), daily AS ({_COUNT_DAY_SQL})"
+    f" {_COUNT_NETWORK_SQL}, (SELECT usage_count FROM counted)"
+).bindparams(_NOW, _DAY)
+_COUNT_ALL_AND_SCOPE = text(
+    f"WITH counted AS ({_COUNT_TOKEN_USE_SQL}), daily AS ({_COUNT_DAY_SQL}), scoped AS ({_COUNT_SCOPE_SQL})"
     f" {_COUNT_NETWORK_SQL}, (SELECT usage_count FROM counted)"
 ).bindparams(_NOW, _DAY)
 
@@ -52,21 +63,36 @@ class Counted:
     new_network: bool  # first request from this network
 
 
-def record_request(connection, token, now: datetime, client_ip: str) -> Counted:
-    """+1 on the token's usage count, on today's (UTC) row and on the client's network row.
+def record_request(connection, token, now: datetime, client_ip: str,
+                   right: tuple[str, str] | None = None) -> Counted:
+    """+1 on the token's usage count, on today's (UTC) row, on the client's network row and, when
+    the request uses a right the token has (`right` = (scope, method)), on that right's row.
 
     `connection` is a Core connection inside a write transaction; `token` has id and organization_id.
     """
     network = network_of(client_ip)
     params = {"now": now, "ip": client_ip, "token_id": token.id, "org_id": token.organization_id,
               "day": now.date(), "network": network}
+    if right is not None:
+        params["scope"], params["method"] = right
     if connection.dialect.name == "postgresql":
-        network_requests, count = connection.execute(_COUNT_ALL, params).one()
+        statement = _COUNT_ALL if right is None else _COUNT_ALL_AND_SCOPE
+        network_requests, count = connection.execute(statement, params).one()
     else:
         count = connection.execute(_COUNT_TOKEN_USE, params).scalar_one()
         connection.execute(_COUNT_DAY, params)
         network_requests = connection.execute(_COUNT_NETWORK, params).scalar_one()
+        if right is not None:
+            connection.execute(_COUNT_SCOPE, params)
     return Counted(count, network, network_requests == 1)
+
+
+def observed_rights(token_id: int, days: int = 30) -> set[tuple[str, str]]:
+    """The (scope, method) pairs the token was allowed to use in the last `days` days."""
+    since = clock.now() - timedelta(days=days)
+    return {(scope, method) for scope, method in db.session.execute(
+        select(TokenScopeUsage.scope, TokenScopeUsage.method)
+        .where(TokenScopeUsage.token_id == token_id, TokenScopeUsage.last_used_at >= since))}
 
 
 def days_window(days: int) -> list[date]:

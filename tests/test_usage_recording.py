@@ -69,3 +69,21 @@ def test_network_of_groups_ipv4_by_24_and_ipv6_by_64():
     assert network_of("::ffff:10.1.2.3") == "10.1.2.0/24"
     assert network_of("2001:db8::1") == "2001:db8::/64"
     assert network_of("not an address") == "not an address"
+
+
+def test_observed_rights_are_the_allowed_scope_and_method_pairs_of_the_last_30_days(client, make, clock):
+    from shared import usage
+
+    issued = make.token(make.api_member(make.org(), "editor"), scopes=["documents", "projects"],
+                        permissions=["read", "write"])
+    assert client.get("/api/v1/documents", headers=issued.headers).status_code == 200
+    assert client.post("/api/v1/documents", json={"title": "A"}, headers=issued.headers).status_code == 201
+    assert client.get("/api/v1/billing", headers=issued.headers).status_code == 403  # refused: not a use
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200  # no scope
+    token_id = make.get_token(issued.id).id
+
+    assert make.run(lambda: usage.observed_rights(token_id)) == {("documents", "GET"), ("documents", "POST")}
+    clock.advance(days=29)
+    client.get("/api/v1/projects", headers=issued.headers)
+    clock.advance(days=2)
+    assert make.run(lambda: usage.observed_rights(token_id)) == {("projects", "GET")}
