@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 CHROMIUM ?= /usr/bin/chromium
 PORT    ?= 5000
 
-.PHONY: install browser run test test-fast lint bench clean
+.PHONY: install browser run test test-fast lint bench bench-webhooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# Webhook delivery: events/s and change-to-delivery delay, one worker, queue on SQLite and Redis.
+bench-webhooks: install
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) instance/*.db* .pytest_cache

@@ -61,20 +61,14 @@ def webhook_log(webhook_id: str):
                            entries=webhooks.delivery_log(actor, endpoint))
 
 
-@bp.post("/settings/webhooks/<webhook_id>/disable")
+@bp.post("/settings/webhooks/<webhook_id>/<any(enable, disable):action>")
 @manager_page
-def webhook_disable(webhook_id: str):
+def webhook_set_active(webhook_id: str, action: str):
     actor = current_actor()
-    endpoint = webhooks.set_endpoint_active(actor, webhooks.get_endpoint_for(actor, webhook_id), False)
-    return _back(f"Disabled {endpoint.url}. Events wait until you enable it again.")
-
-
-@bp.post("/settings/webhooks/<webhook_id>/enable")
-@manager_page
-def webhook_enable(webhook_id: str):
-    actor = current_actor()
-    endpoint = webhooks.set_endpoint_active(actor, webhooks.get_endpoint_for(actor, webhook_id), True)
-    return _back(f"Enabled {endpoint.url}.")
+    active = action == "enable"
+    endpoint = webhooks.set_endpoint_active(actor, webhooks.get_endpoint_for(actor, webhook_id), active)
+    return _back(f"Enabled {endpoint.url}." if active
+                 else f"Disabled {endpoint.url}. Nothing is sent to it until you enable it again.")
 
 
 @bp.post("/settings/webhooks/<webhook_id>/delete")
