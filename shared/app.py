@@ -158,3 +158,4 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["relative_time"] = timefmt.relative
     app.jinja_env.filters["exact_time"] = timefmt.exact
     app.jinja_env.filters["iso_time"] = timefmt.iso
+    app.jinja_env.filters["day"] = timefmt.day

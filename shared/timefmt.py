@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from shared import clock
 
@@ -36,6 +36,12 @@ def relative(moment: datetime | None, reference: datetime | None = None) -> str:
 def exact(moment: datetime | None) -> str:
     """'2026-11-23 14:05 UTC' for titles and tables; '' for None."""
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def day(value: date, *, year: bool = True) -> str:
+    """'Nov 3, 2026' (or 'Nov 3' without the year) for a calendar day."""
+    text = f"{value:%b} {value.day}"
+    return f"{text}, {value.year}" if year else text
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from shared import roles, tokens
+from shared import insight, roles, tokens
 from shared.audit import Actor
 from shared.auth import current_actor
 from shared.errors import InvalidRequest, PermissionDenied, PlanRequired, ServiceError, TokenLimitReached
@@ -88,6 +88,9 @@ class TokenUrls:
     def row(self, token: ApiToken) -> str:
         return self._url("token_row", token_id=token.public_id)
 
+    def detail(self, token: ApiToken) -> str:
+        return self._url("token_detail", token_id=token.public_id)
+
     def edit(self, token: ApiToken) -> str:
         return self._url("token_edit", token_id=token.public_id)
 
@@ -146,6 +149,8 @@ class TokenRow:
     may_revoke: bool
     grace_until: datetime | None  # until when the previous value still works (after Regenerate)
     may_end_grace: bool
+    dormant: bool = False  # unused for insight.DORMANT_AFTER_DAYS
+    new_network: bool = False  # used from a new network lately (insight.NEW_NETWORK_WINDOW)
 
     @property
     def status_label(self) -> str:
@@ -189,6 +194,8 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
         may_revoke=live and _permits(actor, token, Capability.REVOKE_ANY_TOKEN, "revoke"),
         grace_until=grace_until,
         may_end_grace=grace_until is not None and may_regenerate,  # tokens.end_grace asks the same
+        dormant=insight.is_dormant(token),
+        new_network=insight.has_new_network(token),
     )
 
 
@@ -310,6 +317,14 @@ class TokenPages:
         actor = current_actor()
         token = tokens.get_token_for(actor, token_id)
         return self._row_response(actor, token)
+
+    def detail(self, token_id: str):
+        """The token's page (SPEC 11 Insight): its fields, requests per day, networks, audit
+        history and effective rights."""
+        actor = current_actor()
+        token = tokens.get_token_for(actor, token_id)
+        return self._render("tokens/detail.html", actor, row=token_row(actor, token),
+                            insight=insight.insight_for(token))
 
     def _row_response(self, actor: Actor, token: ApiToken, **context):
         return self._render("tokens/_row.html", actor, row=token_row(actor, token), **context)
@@ -454,6 +469,7 @@ ROUTES = (
     ("", "tokens", "GET", "index"),
     ("", "token_create", "POST", "create"),
     ("/new", "token_new", "GET", "new"),
+    ("/<token_id>", "token_detail", "GET", "detail"),
     ("/<token_id>/row", "token_row", "GET", "row"),
     ("/<token_id>/edit", "token_edit", "GET", "edit"),
     ("/<token_id>/edit", "token_update", "POST", "update"),
