@@ -35,6 +35,7 @@ KIND_LABELS = {
     "canary_used": "Canary",
     "transferred": "Transferred",
     "bulk_revoked": "Revoked",
+    "deactivated_unused": "Unused",
 }
 
 

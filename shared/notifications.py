@@ -29,6 +29,7 @@ KINDS = {
     "canary_used": "(a canary) was presented",
     "transferred": "was transferred",
     "bulk_revoked": "was revoked in a bulk revocation",
+    "deactivated_unused": "was deactivated because it went unused",
 }
 MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
 # Anything shaped like a token value (the format's 56 + 8 hex characters, whatever the prefix or

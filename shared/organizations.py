@@ -64,6 +64,7 @@ class PolicyInput:
     allow_no_expiry: bool
     allowed_scopes: list[str] | None  # None: every scope
     require_allowlist: bool
+    deactivate_unused_days: int | None = None  # None: unused tokens stay active
 
 
 def parse_policy_form(form) -> PolicyInput:
@@ -72,16 +73,8 @@ def parse_policy_form(form) -> PolicyInput:
     plan = form.get("plan", "")
     if plan not in Plan.ALL:
         errors.add("plan", "Choose a plan")
-    lifetime_text = form.get("max_lifetime_days", "").strip()
-    lifetime = None
-    if lifetime_text:
-        try:
-            lifetime = int(lifetime_text)
-        except ValueError:
-            lifetime = 0
-        if not 1 <= lifetime <= MAX_LIFETIME_DAYS:
-            errors.add("max_lifetime_days", f"Enter a whole number of days from 1 to {MAX_LIFETIME_DAYS}, "
-                                            "or leave it empty for no limit")
+    lifetime = _days(form, "max_lifetime_days", errors, "or leave it empty for no limit")
+    unused_days = _days(form, "deactivate_unused_days", errors, "or leave it empty to keep unused tokens active")
     scopes = None
     if form.get("restrict_scopes"):
         scopes = clean_labels(form.getlist("allowed_scopes"), "allowed_scopes", errors)
@@ -89,7 +82,22 @@ def parse_policy_form(form) -> PolicyInput:
             errors.errors["allowed_scopes"] = "Choose at least one scope tokens may use"
     errors.raise_if_any()
     return PolicyInput(plan=plan, max_lifetime_days=lifetime, allow_no_expiry=bool(form.get("allow_no_expiry")),
-                       allowed_scopes=scopes, require_allowlist=bool(form.get("require_allowlist")))
+                       allowed_scopes=scopes, require_allowlist=bool(form.get("require_allowlist")),
+                       deactivate_unused_days=unused_days)
+
+
+def _days(form, name: str, errors: FieldErrors, empty_means: str) -> int | None:
+    """An optional whole number of days from 1 to MAX_LIFETIME_DAYS; None when left empty."""
+    text = form.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_LIFETIME_DAYS:
+        errors.add(name, f"Enter a whole number of days from 1 to {MAX_LIFETIME_DAYS}, {empty_means}")
+    return days
 
 
 def policy_of(org: Organization) -> PolicyInput:
@@ -97,7 +105,8 @@ def policy_of(org: Organization) -> PolicyInput:
                        allow_no_expiry=org.policy_allow_no_expiry,
                        allowed_scopes=list(org.policy_allowed_scopes) if org.policy_allowed_scopes is not None
                        else None,
-                       require_allowlist=org.policy_require_allowlist)
+                       require_allowlist=org.policy_require_allowlist,
+                       deactivate_unused_days=org.policy_deactivate_unused_days)
 
 
 def update_plan_and_policy(actor: Actor, data: PolicyInput) -> Organization:
@@ -118,6 +127,7 @@ def update_plan_and_policy(actor: Actor, data: PolicyInput) -> Organization:
         org.policy_allow_no_expiry = data.allow_no_expiry
         org.policy_allowed_scopes = data.allowed_scopes
         org.policy_require_allowlist = data.require_allowlist
+        org.policy_deactivate_unused_days = data.deactivate_unused_days
         audit.record(actor, org.id, "organization.policy_changed", "organization", str(org.id),
                      {"changes": changes})
     db.session.commit()
@@ -125,7 +135,7 @@ def update_plan_and_policy(actor: Actor, data: PolicyInput) -> Organization:
 
 
 def _policy_changes(before: PolicyInput, after: PolicyInput) -> dict[str, Any]:
-    names = ("max_lifetime_days", "allow_no_expiry", "allowed_scopes", "require_allowlist")
+    names = ("max_lifetime_days", "allow_no_expiry", "allowed_scopes", "require_allowlist", "deactivate_unused_days")
     return {name: {"from": getattr(before, name), "to": getattr(after, name)}
             for name in names if getattr(before, name) != getattr(after, name)}
 
