@@ -7,7 +7,7 @@ from functools import wraps
 from flask import g, request
 from sqlalchemy.orm import joinedload
 
-from shared import events, ratelimits, token_auth, tokens
+from shared import ratelimits, token_auth, tokens
 from shared.queue import queue_for
 from shared.audit import Actor
 from shared.errors import AuthError
@@ -41,7 +41,7 @@ def token_required(scope: str | None = None):
                     raise
                 finally:
                     # Alerts written on the hot path (anomaly, canary): hand them to the queue.
-                    if connection.info.pop(events.OUTBOX_FLAG, False):
+                    if token_auth.take_alerts_written():
                         queue_for().poke()
             if scope is not None:
                 tokens.require(g.authenticated_token, scope, request.method)

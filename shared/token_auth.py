@@ -9,13 +9,14 @@ the ORM version of this path cost about three times as much.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Integer, column, text
 
-from shared import clock, events, roles, token_alerts, usage
+from shared import clock, roles, token_alerts, usage
 from shared.db import AUTOCOMMIT_BIND, immediate_begin
 from shared.extensions import db
 from shared.errors import AuthError, PlanRequired
@@ -130,6 +131,17 @@ class AuthenticatedToken:
         return replace(self, usage_count=usage_count, last_used_at=now, last_used_ip=client_ip)
 
 
+# Set when this request's hot path committed alerts (events, notifications) for the queue.
+_alerts_written: ContextVar[bool] = ContextVar("keyward_alerts_written", default=False)
+
+
+def take_alerts_written() -> bool:
+    """Whether alerts were written since the last call (then the caller pokes the queue)."""
+    written = _alerts_written.get()
+    _alerts_written.set(False)
+    return written
+
+
 def connect() -> Connection:
     """The connection the hot path runs on: on PostgreSQL from an autocommit engine (the lookup
     needs no transaction and the count is one statement, atomic by itself), which saves the
@@ -162,7 +174,7 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
     if token.is_canary:
         with immediate_begin(connection):
             token_alerts.canary_used(connection, token, client_ip, user_agent, path)
-        connection.info[events.OUTBOX_FLAG] = True
+        _alerts_written.set(True)
         raise invalid_api_key()
     if not token.current_value and (token.previous_expires_at is None or token.previous_expires_at <= clock.now()):
         raise invalid_api_key()  # an old value after its grace period
@@ -190,5 +202,5 @@ def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str
         if anomaly:
             token_alerts.flag_new_network(connection, token, counted.network, client_ip, now)
     if anomaly:
-        connection.info[events.OUTBOX_FLAG] = True
+        _alerts_written.set(True)
     return token.counted(counted.usage_count, now, client_ip)
