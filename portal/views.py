@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 
 from portal import bp
-from shared import audit_log, organizations, partners, roles
+from shared import audit_export, audit_log, organizations, partners, roles
 from shared.auth import current_actor, member_page
 from shared.errors import InvalidRequest, ServiceError
 from shared.notification_pages import register_notification_pages
@@ -209,3 +209,14 @@ def audit():
     return render_template(template, events=events, total=total, filters=filters, pages=pages,
                            actions=audit_log.actions_in(actor), actors=audit_log.actors_in(actor)), \
         200, {"Vary": "HX-Request"}
+
+
+@bp.get("/settings/audit/export")
+@staff_page(Capability.READ_AUDIT_LOG)
+def audit_export_download():
+    """What the audit page's filters show, as a streamed CSV or JSON Lines download."""
+    actor = current_actor()
+    export = audit_export.download(actor, audit_log.filters_from_args(request.args),
+                                   request.args.get("format", "csv"), actor.membership.organization.slug)
+    return Response(stream_with_context(export.chunks), content_type=export.content_type,
+                    headers={"Content-Disposition": f'attachment; filename="{export.filename}"'})

@@ -1,4 +1,5 @@
-"""Reading the audit log: one organization's events, filtered, newest first, a page at a time."""
+"""Reading the audit log: one organization's events, filtered, newest first, a page at a time
+(the Audit log page) or all of them (the export, shared/audit_export.py, with the same filters)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def filters_from_args(args: MultiDict) -> AuditFilters:
                         since=_day(args.get("from")), until=_day(args.get("to")), page=page)
 
 
-def _require(actor: Actor) -> None:
+def require_reader(actor: Actor) -> None:
+    """:raise PermissionDenied: unless the actor's role may read the audit log."""
     if not roles.can(actor.role, Capability.READ_AUDIT_LOG):
         raise PermissionDenied("Your role cannot read the audit log")
 
@@ -71,10 +73,9 @@ def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def list_events(actor: Actor, filters: AuditFilters) -> tuple[list[AuditEvent], int]:
-    """The actor's organization's events matching the filters, newest first, and their total."""
-    _require(actor)
-    query = select(AuditEvent).where(AuditEvent.organization_id == actor.organization_id)
+def matching(query, organization_id: int, filters: AuditFilters):
+    """`query` (over AuditEvent) narrowed to the organization and the filters; no order, no page."""
+    query = query.where(AuditEvent.organization_id == organization_id)
     if filters.action:
         query = query.where(AuditEvent.action == filters.action)
     if filters.actor_user_id is not None:
@@ -83,6 +84,13 @@ def list_events(actor: Actor, filters: AuditFilters) -> tuple[list[AuditEvent], 
         query = query.where(AuditEvent.created_at >= _start_of(filters.since))
     if filters.until:
         query = query.where(AuditEvent.created_at < _start_of(filters.until + timedelta(days=1)))
+    return query
+
+
+def list_events(actor: Actor, filters: AuditFilters) -> tuple[list[AuditEvent], int]:
+    """The actor's organization's events matching the filters, newest first, and their total."""
+    require_reader(actor)
+    query = matching(select(AuditEvent), actor.organization_id, filters)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     items = db.session.scalars(
         query.options(joinedload(AuditEvent.actor_user), joinedload(AuditEvent.actor_token))
@@ -93,7 +101,7 @@ def list_events(actor: Actor, filters: AuditFilters) -> tuple[list[AuditEvent], 
 
 def actions_in(actor: Actor) -> list[str]:
     """Every action that occurs in the organization's log (the filter's choices)."""
-    _require(actor)
+    require_reader(actor)
     return list(db.session.scalars(
         select(AuditEvent.action).where(AuditEvent.organization_id == actor.organization_id)
         .distinct().order_by(AuditEvent.action)).all())
@@ -101,7 +109,7 @@ def actions_in(actor: Actor) -> list[str]:
 
 def actors_in(actor: Actor) -> list[User]:
     """People who are or were members of the organization (the filter's choices)."""
-    _require(actor)
+    require_reader(actor)
     # A subquery instead of DISTINCT: PostgreSQL refuses DISTINCT with an ORDER BY expression.
     members = select(Membership.user_id).where(Membership.organization_id == actor.organization_id)
     return list(db.session.scalars(

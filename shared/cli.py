@@ -10,8 +10,9 @@ from functools import wraps
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from werkzeug.datastructures import MultiDict
 
-from shared import accounts, organizations, tokens
+from shared import accounts, audit_export, audit_log, organizations, tokens
 from shared.audit import Actor
 from shared.errors import ServiceError
 from shared.models import Plan, TokenType
@@ -46,6 +47,7 @@ def register_cli(app: Flask) -> None:
     partners = AppGroup("partners", help="Partner companies.")
     projects = AppGroup("projects", help="Projects.")
     token_group = AppGroup("tokens", help="API tokens.")
+    audit_group = AppGroup("audit", help="The audit log.")
 
     @orgs.command("create")
     @click.argument("name")
@@ -155,6 +157,31 @@ def register_cli(app: Flask) -> None:
         _, secret = tokens.create_token(Actor(membership=membership, user_agent="keyward-cli"), data)
         click.echo(secret)
 
+    @audit_group.command("export")
+    @click.option("--org", "org_slug", required=True)
+    @click.option("--format", "fmt", type=click.Choice(tuple(audit_export.FORMATS)), default="csv", show_default=True)
+    @click.option("--action", default="", help="only this action, e.g. token.revoked")
+    @click.option("--actor", "actor_email", help="only events by this person (email)")
+    @click.option("--from", "since", type=click.DateTime(["%Y-%m-%d"]), help="from this UTC day (YYYY-MM-DD)")
+    @click.option("--to", "until", type=click.DateTime(["%Y-%m-%d"]), help="to this UTC day, included")
+    @click.option("--output", default="-", type=click.Path(dir_okay=False, allow_dash=True),
+                  help="a file instead of stdout")
+    @_reports_service_errors
+    def audit_export_command(org_slug, fmt, action, actor_email, since, until, output):
+        """Export the audit log, newest first, with the Audit log page's filters (streamed)."""
+        org = accounts.get_organization(org_slug)
+        args = {"action": action, "from": since.date().isoformat() if since else "",
+                "to": until.date().isoformat() if until else ""}
+        if actor_email:
+            user = accounts.find_user(actor_email)
+            if user is None:
+                raise click.ClickException(f"No user with email {actor_email}")
+            args["actor"] = str(user.id)
+        filters = audit_log.filters_from_args(MultiDict(args))
+        with click.open_file(output, "wb") as out:
+            for chunk in audit_export.chunks(org.id, filters, fmt):
+                out.write(chunk.encode("utf-8"))
+
     @app.cli.command("worker")
     @click.option("--once", is_flag=True, help="Run every queued and due job and one sweep, then exit.")
     def worker(once: bool):
@@ -181,5 +208,5 @@ def register_cli(app: Flask) -> None:
         for email, role, password in demo_logins():
             click.echo(f"  {email:<24} {role:<18} password: {password}")
 
-    for group in (orgs, users, partners, projects, token_group):
+    for group in (orgs, users, partners, projects, token_group, audit_group):
         app.cli.add_command(group)

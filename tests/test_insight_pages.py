@@ -18,7 +18,7 @@ HUB = "/hub/api-tokens"
 BAR = re.compile(r'<rect class="chart-bar"[^>]*data-day="([0-9-]+)" data-requests="(\d+)"')
 HIDDEN_ROW = re.compile(r'<tr><th scope="row"><time datetime="([0-9-]+)">[^<]*</time></th><td>(\d+)</td></tr>')
 CELL = re.compile(r'<td class="rights-cell (is-allowed|is-refused)( is-used)?" data-scope="(\w+)" '
-                  r'data-method="(\w+)">(.*?)</td>', re.S)
+                  r'data-method="(\w+)">(.*?)</td>', re.DOTALL)
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ def test_rights_cells_are_tokens_rights_table_and_mark_what_was_used(client, mak
         db.session.scalars(select(ApiToken).where(ApiToken.public_id == issued.id)).one()))
     assert len(cells) == len(expected) == 24
     for entry in expected:
-        allowed, used, body = cells[(entry["scope"], entry["method"])]
+        allowed, _used, body = cells[(entry["scope"], entry["method"])]
         assert allowed == entry["allowed"]
         if not allowed:
             assert entry["reason"] in html.unescape(body)
