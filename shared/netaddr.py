@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from flask import current_app, request
 
@@ -48,6 +49,7 @@ def address_allowed(address: str, allowlist: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(entry, strict=False) for entry in allowlist)
 
 
+@lru_cache(maxsize=4096)  # parsing costs more than the lookup; clients repeat their addresses
 def network_of(address: str) -> str:
     """The network a request came from, as insight groups them (SPEC 11): /24 for IPv4, /64 for
     IPv6 (an IPv4-mapped IPv6 address counts as IPv4). Unparseable addresses group as themselves."""
