@@ -236,15 +236,12 @@ class TokenInsight:
     network_count: int
     history: list[AuditEvent]
     rights: RightsGrid
-    dormant: bool
-    new_network: bool
 
 
 def insight_for(token: ApiToken) -> TokenInsight:
     """Everything the detail page shows beyond the token's own fields. The caller has already
-    loaded the token for the actor (tokens.get_token_for), which decides who may see it."""
-    now = clock.now()
-    networks, network_count = networks_of(token, now)
+    loaded the token for the actor (tokens.get_token_for), which decides who may see it. The
+    badges come with the page's TokenRow (is_dormant, has_new_network), as in the list."""
+    networks, network_count = networks_of(token)
     return TokenInsight(chart=usage_chart(token), networks=networks, network_count=network_count,
-                        history=history_of(token), rights=rights_grid(token),
-                        dormant=is_dormant(token, now), new_network=has_new_network(token, now))
+                        history=history_of(token), rights=rights_grid(token))
