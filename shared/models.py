@@ -329,7 +329,10 @@ class TokenDailyUsage(db.Model):
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_org_time", "organization_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_org_time", "organization_id", "created_at"),
+        Index("ix_audit_target", "target_type", "target_id"),  # a token's history on its detail page
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
