@@ -45,12 +45,15 @@ RESPONSES = {
         "revoked_at": _NULLABLE_TIME,
         "revoked_reason": {"type": "string", "nullable": True},
         "previous_expires_at": _NULLABLE_TIME,
+        "canary": {"type": "boolean"}, "canary_trips": {"type": "integer"},
         "created_by": _object({"id": {"type": "integer"}, "email": {"type": "string"}}),
     }),
     "TokenWithSecret": _object({"token": {"$ref": "#/components/schemas/Token"},
                                 "secret": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"}}),
     "TokenList": _list_of("Token"),
     "LeakReceived": _object({"received": {"type": "integer"}}),
+    "BulkRevokeResult": _object({"revoked": {"type": "integer"}, "would_revoke": {"type": "integer"},
+                                 "ids": {"type": "array", "items": {"type": "string"}}}, ["ids"]),
     "TokenUsage": _object({"days": {"type": "array", "items": _object({
         "date": {"type": "string", "format": "date"}, "requests": {"type": "integer"}})}}),
     "TokenRights": _object({"rights": {"type": "array", "items": _object({

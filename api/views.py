@@ -39,6 +39,8 @@ CREATE_TOKEN = Body({
     **TOKEN_FIELDS,
     "type": String("Token type", choices=TokenType.ALL, default=TokenType.PERSONAL),
     "project_id": identifier("Project of a project token", nullable=True),
+    "canary": Boolean("A canary (owners, admins, security managers): an organization token that grants "
+                      "nothing and raises token.canary_used whenever it is presented", default=False),
 }, required=("name", "permissions", "scopes"), name="TokenCreate")
 UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name="TokenUpdate")
 

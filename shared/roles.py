@@ -33,6 +33,8 @@ class Capability(StrEnum):
     REVOKE_ANY_TOKEN = "revoke_any_token"
     EDIT_ANY_TOKEN = "edit_any_token"
     REGENERATE_ANY_TOKEN = "regenerate_any_token"
+    CREATE_CANARY_TOKENS = "create_canary_tokens"  # SPEC 11: tokens that alert when used, grant nothing
+    TRANSFER_TOKENS = "transfer_tokens"  # move organization and project tokens to another member (SPEC 11)
     MANAGE_MEMBERS = "manage_members"
     MANAGE_PARTNERS = "manage_partners"
     MANAGE_WEBHOOKS = "manage_webhooks"  # endpoints, their secrets and delivery logs (SPEC 11)
@@ -70,7 +72,7 @@ METHOD_PERMISSION = {
 
 _C = Capability
 _STAFF_MANAGERS = {_C.MANAGE_OWN_TOKENS, _C.SEE_ALL_TOKENS, _C.DEACTIVATE_ANY_TOKEN, _C.REVOKE_ANY_TOKEN,
-                   _C.READ_AUDIT_LOG}
+                   _C.READ_AUDIT_LOG, _C.CREATE_CANARY_TOKENS}
 
 CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.OWNER: frozenset(Capability),

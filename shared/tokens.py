@@ -160,6 +160,7 @@ class TokenInput:
     ip_allowlist: list[str] = _UNSET
     is_active: bool = _UNSET
     expiry_defaulted: bool = False  # no expiry was asked for; the 1-year default applied
+    is_canary: bool = False  # creation only: alerts when used, grants nothing (SPEC 11)
 
     def given(self, name: str) -> bool:
         return getattr(self, name) is not _UNSET
@@ -339,6 +340,19 @@ def parse_moment(value: str) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def clean_canary(data: TokenInput, value: Any, *, explicit_type: Any, errors: FieldErrors) -> None:
+    """A canary is always an organization token: it belongs to the organization's security
+    watch, not to a person, and grants nothing whatever its type (docs/decisions.md)."""
+    if not isinstance(value, bool):
+        errors.add("canary", "canary must be true or false")
+        return
+    if not value:
+        return
+    if explicit_type not in (None, TokenType.ORGANIZATION) or data.project_id is not None:
+        errors.add("type", "A canary is always an organization token, bound to no project")
+    data.is_canary, data.type, data.project_id = True, TokenType.ORGANIZATION, None
+
+
 def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
     """The API's JSON body (create or PATCH) as TokenInput; InvalidRequest with every field error."""
     if not isinstance(payload, dict):
@@ -346,7 +360,7 @@ def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
     errors = FieldErrors()
     data = TokenInput()
     known = {"name", "description", "type", "project_id", "permissions", "scopes", "expires_in_days",
-             "expires_at", "ip_allowlist", "is_active"}
+             "expires_at", "ip_allowlist", "is_active"} | ({"canary"} if creating else set())
     for unknown in sorted(set(payload) - known):
         errors.add(unknown, "Unknown field")
     if creating or "name" in payload:
@@ -362,6 +376,8 @@ def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
         if project_id is not None and (isinstance(project_id, bool) or not isinstance(project_id, int)):
             errors.add("project_id", "project_id must be an integer")
         data.project_id = project_id
+        if "canary" in payload:
+            clean_canary(data, payload["canary"], explicit_type=payload.get("type"), errors=errors)
     elif "type" in payload or "project_id" in payload:
         errors.add("type" if "type" in payload else "project_id",
                    "A token's type and project cannot change; create a new token")
@@ -613,10 +629,12 @@ def _check_target_within_caller(actor: Actor, token: ApiToken) -> None:
 
 
 def active_token_count(membership_id: int) -> int:
-    """Tokens that count against the free plan: every token not revoked."""
+    """Tokens that count against the free plan: every token not revoked, canaries aside (they
+    grant nothing, so they are no use of the plan)."""
     return db.session.scalar(
         select(func.count()).select_from(ApiToken).where(
-            ApiToken.created_by_membership_id == membership_id, ApiToken.revoked_at.is_(None))
+            ApiToken.created_by_membership_id == membership_id, ApiToken.revoked_at.is_(None),
+            ApiToken.is_canary.is_(False))
     )
 
 
@@ -651,7 +669,10 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
     if org.plan == Plan.NONE:
         raise PlanRequired("Choose a plan to create API tokens")
     errors = FieldErrors()
-    _validate_type_and_project(actor, data, errors)
+    if not data.is_canary:
+        _validate_type_and_project(actor, data, errors)
+    elif not roles.can(actor.role, Capability.CREATE_CANARY_TOKENS):
+        errors.add("canary", "Your role cannot create canary tokens")
     _check_role_grants(actor.role, data, errors)
     _check_policy(org, data, errors, expiry_field=expiry_field)
     if actor.token is not None:
@@ -664,7 +685,7 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
         membership_id = actor.membership.id
         _lock_membership(membership_id)
         limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
-        if org.plan == Plan.FREE and active_token_count(membership_id) >= limit:
+        if org.plan == Plan.FREE and not data.is_canary and active_token_count(membership_id) >= limit:
             raise TokenLimitReached(
                 f"The free plan allows {limit} active tokens per member; revoke one or upgrade the plan")
         now = clock.now()
@@ -685,11 +706,12 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
             updated_at=now,
             expires_at=data.expires_at,
             is_active=True,
+            is_canary=data.is_canary,
         )
         session.add(token)
         session.flush()
         audit.record(actor, actor.organization_id, "token.created", "token", token.public_id,
-                     _describe(token))
+                     _describe(token) | ({"canary": True} if token.is_canary else {}))
         _emit("token.created", token)
     return token, secret
 
@@ -836,8 +858,9 @@ def revoke_token(actor: Actor, token: ApiToken, reason: str = "revoked") -> ApiT
 
 
 def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dict[str, Any] | None = None,
-                 *, source_ip: str | None = None) -> None:
-    """Revoke inside the caller's write transaction: the change, its audit record and its event."""
+                 *, source_ip: str | None = None, audited: bool = True) -> None:
+    """Revoke inside the caller's write transaction: the change, its audit record and its event.
+    `audited=False`: the caller writes one record for a whole batch (bulk revocation)."""
     now = clock.now()
     token.revoked_at = now
     token.revoked_by_user_id = actor.user_id if actor else None
@@ -845,8 +868,9 @@ def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dic
     token.updated_at = now
     _end_grace(token)
     db.session.add(token)
-    audit.record(actor, token.organization_id, "token.revoked", "token", token.public_id,
-                 {"name": token.name, "reason": reason, **(details or {})}, source_ip=source_ip)
+    if audited:
+        audit.record(actor, token.organization_id, "token.revoked", "token", token.public_id,
+                     {"name": token.name, "reason": reason, **(details or {})}, source_ip=source_ip)
     _emit("token.exposed" if reason == REVOKED_EXPOSED else "token.revoked", token)
 
 
@@ -935,6 +959,8 @@ def token_summary(token: ApiToken | AuthenticatedToken) -> dict[str, Any]:
         "revoked_at": iso(token.revoked_at),
         "revoked_reason": token.revoked_reason,
         "previous_expires_at": iso(grace_until(token)),
+        "canary": token.is_canary,
+        "canary_trips": token.canary_trips,
         "created_by": {"id": creator_user.id, "email": creator_user.email},
     }
 

@@ -13,7 +13,9 @@ TOKEN_FIELDS = {"id", "name", "description", "type", "project_id", "permissions"
                 "masked", "status", "is_active", "created_at", "expires_at", "last_used_at", "last_used_ip",
                 "usage_count", "documents_processed", "revoked_at", "created_by",
                 # SPEC 11: the grace end of the previous value; why a revoked token was revoked.
-                "previous_expires_at", "revoked_reason"}
+                "previous_expires_at", "revoked_reason",
+                # SPEC 11: a canary, and how often it tripped.
+                "canary", "canary_trips"}
 
 
 @pytest.fixture
