@@ -15,12 +15,14 @@ from partner_hub import bp
 from shared.auth import member_page
 from shared.notification_pages import register_notification_pages
 from shared.roles import Capability
+from shared.security_pages import register_security_pages
 from shared.token_pages import register_token_pages
 
 LAYOUT = "hub/layout.html"
 partner_page = member_page(Capability.MANAGE_OWN_TOKENS, partner=True)
 
 register_token_pages(bp, "/api-tokens", layout=LAYOUT, guard=partner_page)
+register_security_pages(bp, "/api-tokens", layout=LAYOUT, guard=partner_page)  # Narrow (own tokens)
 register_notification_pages(bp, "/notifications", layout=LAYOUT, guard=member_page(None, partner=True))
 
 

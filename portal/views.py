@@ -12,11 +12,12 @@ from collections.abc import Callable
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 
 from portal import bp
-from shared import audit_export, audit_log, organizations, partners, roles
+from shared import audit_export, audit_log, organizations, partners, roles, security_tools
 from shared.auth import current_actor, member_page
-from shared.errors import InvalidRequest, ServiceError
+from shared.errors import InvalidRequest, ServiceError, TokenLimitReached
 from shared.notification_pages import register_notification_pages
 from shared.roles import Capability
+from shared.security_pages import register_security_pages
 from shared.token_pages import FORM_ERROR_STATUS, register_token_pages, wants_fragment
 
 LAYOUT = "portal/layout.html"
@@ -28,6 +29,7 @@ def staff_page(capability: Capability) -> Callable[[Callable], Callable]:
 
 
 register_token_pages(bp, "/settings/api-tokens", layout=LAYOUT, guard=staff_page(Capability.MANAGE_OWN_TOKENS))
+register_security_pages(bp, "/settings/api-tokens", layout=LAYOUT, guard=staff_page(Capability.MANAGE_OWN_TOKENS))
 # Every staff member has their own notifications, whatever their role.
 register_notification_pages(bp, "/settings/notifications", layout=LAYOUT, guard=member_page(None, partner=False))
 
@@ -40,6 +42,8 @@ def _members_page(form_values: dict | None = None, error: ServiceError | None = 
     return render_template(
         "portal/members.html",
         members=organizations.list_members(actor),
+        departures=security_tools.departures(actor),
+        transfer_candidates=security_tools.transfer_candidates(actor),
         roles_for=lambda membership=None: organizations.assignable_roles(actor, membership),
         partners=organizations.list_partners(actor.organization_id),
         values=form_values or {},
@@ -86,13 +90,32 @@ def change_role(membership_id: int):
     return redirect(url_for("portal.members"))
 
 
+@bp.get("/settings/members/<int:membership_id>/remove")
+@staff_page(Capability.MANAGE_MEMBERS)
+def confirm_remove_member(membership_id: int):
+    """The removal dialog as a page, for a browser without JavaScript."""
+    actor = current_actor()
+    membership = organizations.get_member(actor, membership_id)
+    return render_template("portal/member_remove.html", membership=membership,
+                           departure=security_tools.departures(actor).get(membership.id),
+                           candidates=security_tools.transfer_candidates(actor, membership))
+
+
 @bp.post("/settings/members/<int:membership_id>/remove")
 @staff_page(Capability.MANAGE_MEMBERS)
 def remove_member(membership_id: int):
+    """Remove the member, first transferring their organization and project tokens when asked."""
     actor = current_actor()
     membership = organizations.get_member(actor, membership_id)
-    organizations.remove_member(actor, membership)
-    flash(f"Removed {membership.user.email}. Their tokens stopped working and their sessions ended.")
+    email = membership.user.email
+    try:
+        moved = security_tools.transfer_and_remove(actor, membership, request.form.get("transfer_to", type=int))
+    except (InvalidRequest, TokenLimitReached) as error:
+        flash(f"{email} was not removed: {error.message}", "error")
+        return redirect(url_for("portal.members"))
+    kept = (f" {len(moved)} token{'' if len(moved) == 1 else 's'} now belong{'s' if len(moved) == 1 else ''} to "
+            f"{moved[0].creator.user.email} and keep{'s' if len(moved) == 1 else ''} working." if moved else "")
+    flash(f"Removed {email}.{kept} Their other tokens stopped working and their sessions ended.")
     return redirect(url_for("portal.members"))
 
 

@@ -55,6 +55,9 @@ class BulkRule:
     partner_id: int | None = None
     created_before: datetime | None = None
     all: bool = False
+    # The page's confirmation revokes only what its dry run listed: a token created between the
+    # preview and the click is never revoked unseen.
+    previewed: tuple[str, ...] | None = None
 
     @property
     def by_rule(self) -> bool:
@@ -151,6 +154,8 @@ def _matching_query(actor: Actor, rule: BulkRule):
                                         Membership.partner_id == rule.partner_id)))
     if rule.created_before is not None:
         query = query.where(ApiToken.created_at < rule.created_before)
+    if rule.previewed is not None:
+        query = query.where(ApiToken.public_id.in_(rule.previewed))
     if actor.token is not None:
         # A revocation made with a token never revokes that token: it is answering this very
         # request (revoke it on its own with DELETE /tokens/{id}).

@@ -47,6 +47,7 @@ class TokenForm:
     expiration: str = "365"
     expiration_date: str = ""
     ip_allowlist: str = ""
+    canary: bool = False
 
     @classmethod
     def from_request(cls, form: MultiDict) -> TokenForm:
@@ -60,6 +61,7 @@ class TokenForm:
             expiration=form.get("expiration", "365"),
             expiration_date=form.get("expiration_date", ""),
             ip_allowlist=form.get("ip_allowlist", ""),
+            canary=form.get("canary") == "1",
         )
 
     @classmethod
@@ -83,9 +85,13 @@ class TokenForm:
         data.name = tokens.clean_name(self.name, errors)
         data.description = tokens.clean_description(self.description, errors)
         data.type = self.type if self.type in TokenType.ALL else None
-        if data.type is None:
+        if self.canary:  # the form's type is beside the point: a canary is an organization token
+            data.project_id = None
+            tokens.clean_canary(data, True, explicit_type=None, errors=errors)
+        elif data.type is None:
             errors.add("type", "Choose a token type")
-        data.project_id = _project_id(self.project_id, errors) if data.type == TokenType.PROJECT else None
+        else:
+            data.project_id = _project_id(self.project_id, errors) if data.type == TokenType.PROJECT else None
         self._clean_common(data, errors)
         errors.raise_if_any()
         return data

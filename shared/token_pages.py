@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from shared import insight, roles, tokens
+from shared import insight, roles, security_tools, tokens
 from shared.audit import Actor
 from shared.auth import current_actor
 from shared.errors import InvalidRequest, PermissionDenied, PlanRequired, ServiceError, TokenLimitReached
@@ -58,7 +58,8 @@ STATUS_LABELS = {"active": "Active", "inactive": "Inactive", "expired": "Expired
 PERMISSION_HINTS = {"read": "GET: list and read", "write": "POST, PATCH, PUT: create and change",
                     "delete": "DELETE: remove"}
 # What a revoked row says about why, when the reason is not simply "someone pressed Revoke".
-REVOKED_NOTES = {tokens.REVOKED_EXPOSED: "Revoked: reported as exposed"}
+REVOKED_NOTES = {tokens.REVOKED_EXPOSED: "Revoked: reported as exposed",
+                 security_tools.BULK_REASON: "Revoked in a bulk revocation"}
 SCOPE_HINTS = {"documents": "Documents and exports", "projects": "Projects of the organization",
                "templates": "Document templates", "analytics": "Usage analytics",
                "billing": "Credit balance and plan", "tokens": "Manage API tokens"}
@@ -120,6 +121,14 @@ class TokenUrls:
 
     def end_grace(self, token: ApiToken) -> str:
         return self._url("token_end_grace", token_id=token.public_id)
+
+    # The security team's pages (shared/security_pages.py), mounted beside these.
+
+    def bulk_revoke(self, **args) -> str:
+        return self._url("token_bulk_revoke_preview", **args)
+
+    def narrow(self, token: ApiToken) -> str:
+        return self._url("token_narrow", token_id=token.public_id)
 
 
 # --------------------------------------------------------------------------- what a row shows
@@ -236,6 +245,7 @@ class TokenPages:
         context.setdefault("list_url", safe_list_url(self.urls, request.values.get("next")))
         return render_template(template, layout=self.layout, urls=self.urls,
                                sees_all=roles.can(actor.role, Capability.SEE_ALL_TOKENS),
+                               may_bulk_revoke=security_tools.may_bulk_revoke(actor),
                                status_labels=STATUS_LABELS, type_labels=TYPE_LABELS,
                                grace_options=GRACE_OPTIONS, **context)
 
@@ -272,8 +282,9 @@ class TokenPages:
         role = token.creator.role if token is not None else actor.role
         limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
         fields = dict(error.fields) if error is not None else {}
+        may_create_canary = token is None and roles.can(actor.role, Capability.CREATE_CANARY_TOKENS)
         shown = {"name", "description", "type", "project_id", "permissions", "scopes", "expiration",
-                 "ip_allowlist"}
+                 "ip_allowlist"} | ({"canary"} if may_create_canary else set())
         form_error = None
         if error is not None:
             unplaced = [message for key, message in fields.items() if key not in shown]
@@ -289,6 +300,7 @@ class TokenPages:
             "free_plan_usage": (tokens.active_token_count(actor.membership.id), limit)
             if org.plan == Plan.FREE and token is None else None,
             "token_types": roles.allowed_token_types(actor.role),
+            "may_create_canary": may_create_canary,
             "projects": list_projects(actor.organization_id),
             "permission_choices": permission_choices(form),
             "scope_choices": scope_choices(form),
@@ -323,8 +335,9 @@ class TokenPages:
         history and effective rights."""
         actor = current_actor()
         token = tokens.get_token_for(actor, token_id)
+        narrowing = security_tools.narrowing_plan(token) if security_tools.may_narrow(actor, token) else None
         return self._render("tokens/detail.html", actor, row=token_row(actor, token),
-                            insight=insight.insight_for(token))
+                            insight=insight.insight_for(token), narrowing=narrowing)
 
     def _row_response(self, actor: Actor, token: ApiToken, **context):
         return self._render("tokens/_row.html", actor, row=token_row(actor, token), **context)
