@@ -609,3 +609,139 @@ def test_canaries_and_revoked_tokens_are_not_narrowed(client, make, narrowing):
     client.get("/api/v1/documents", headers=revoked.headers)
     client.delete(f"/api/v1/tokens/{revoked.id}", headers=key.headers)
     assert client.post(f"/api/v1/tokens/{revoked.id}/narrow", headers=key.headers).status_code == 409
+
+
+# --------------------------------------------------------------------------- the pages (no JavaScript)
+
+
+def _login(app, member: Member):
+    browser = app.test_client()
+    signed_in(browser, member)
+    return browser
+
+
+def test_revoke_selected_shows_the_dry_run_then_revokes_exactly_those(app, make, world):
+    browser = _login(app, world.admin)
+    listing = html(browser.get(TOKENS))
+    assert 'id="bulk-select"' in listing and "Revoke selected" in listing
+    for name in ("editor1", "partner", "project"):
+        assert f'name="token_ids" value="{world.t[name].id}" form="bulk-select"' in listing
+    chosen = [world.t[name].id for name in ("editor1", "partner", "project")]
+    before = snapshot(make)
+    preview = browser.get(f"{TOKENS}/bulk-revoke", query_string={"selected": "1", "token_ids": chosen})
+    page = html(preview)
+    assert preview.status_code == 200 and "Revoke 3 tokens" in page
+    assert set(re.findall(r'<tr data-token-id="(tok_\w+)"', page)) == set(chosen)
+    assert snapshot(make) == before  # the preview is a dry run
+
+    confirmed = browser.post(f"{TOKENS}/bulk-revoke", data={
+        "csrf_token": csrf_from(page), "confirm": "1", "token_ids": chosen, "previewed": chosen})
+    assert confirmed.status_code == 302 and confirmed.headers["Location"].endswith(TOKENS)
+    assert "Revoked 3 tokens" in html(browser.get(TOKENS))
+    assert live_ids(make, world.org) == world.ids("org", "admin", "editor2", "initech", "canary") | {world.key.id}
+    deleted = html(browser.get(TOKENS, query_string={"tab": "deleted"}))
+    assert deleted.count("Revoked in a bulk revocation") == 3
+
+
+def test_revoke_selected_over_htmx_answers_a_dialog(app, make, world):
+    browser = _login(app, world.security)
+    fragment = browser.get(f"{TOKENS}/bulk-revoke", query_string={"selected": "1", "token_ids": world.t["org"].id},
+                           headers={"HX-Request": "true"})
+    body = html(fragment)
+    assert body.lstrip().startswith("<div>") and "<dialog" in body and "data-reopen" in body
+    assert "Revoke 1 selected token?" in body and "Revoke 1 token" in body
+    nothing = html(browser.get(f"{TOKENS}/bulk-revoke", query_string={"selected": "1"},
+                               headers={"HX-Request": "true"}))
+    assert "Select the tokens to revoke first" in nothing
+
+
+def test_bulk_revoke_by_rule_revokes_only_what_the_preview_listed(app, make, world, clock):
+    browser = _login(app, world.owner)
+    form = html(browser.get(f"{TOKENS}/bulk-revoke"))
+    assert "Bulk revoke by rule" in form and str(world.editor.user_id) in form
+    preview = html(browser.get(f"{TOKENS}/bulk-revoke", query_string={"created_by": world.editor.user_id}))
+    assert "2 tokens would be revoked" in preview and "Revoke 2 tokens" in preview
+    late = make.token(world.editor, name="created after the preview")
+    confirm = re.search(r'<form method="post" action="[^"]*bulk-revoke">(.*?)</form>', preview, re.DOTALL).group(1)
+    fields = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', confirm)
+    data: dict[str, list[str]] = {}
+    for name, value in fields:
+        data.setdefault(name, []).append(value)
+    assert browser.post(f"{TOKENS}/bulk-revoke", data=data).status_code == 302
+    assert live_ids(make, world.org) & (world.ids("editor1", "editor2") | {late.id}) == {late.id}
+    from shared.models import AuditEvent
+
+    record = _rows(make, AuditEvent, action="token.bulk_revoked")[-1]
+    assert record.details["rule"] == {"created_by": world.editor.user_id} and record.details["count"] == 2
+
+
+def test_the_rule_form_says_what_is_wrong(app, make, world):
+    browser = _login(app, world.owner)
+    nothing = browser.get(f"{TOKENS}/bulk-revoke", query_string={"created_before": "not a date"})
+    assert nothing.status_code == 422 and "Enter a date as YYYY-MM-DD" in html(nothing)
+
+
+def test_bulk_revoke_pages_are_for_those_who_may(app, make, world):
+    browser = _login(app, world.editor)
+    listing = html(browser.get(TOKENS))
+    assert "Revoke selected" not in listing and 'form="bulk-select"' not in listing
+    assert browser.get(f"{TOKENS}/bulk-revoke").status_code == 403
+    assert browser.post(f"{TOKENS}/bulk-revoke", data={"csrf_token": csrf_from(listing),
+                                                       "all": "1"}).status_code == 403
+    assert world.t["editor1"].id in live_ids(make, world.org)
+
+
+def test_the_removal_dialog_lists_the_members_tokens_and_transfers_the_shared_ones(app, make, team, client):
+    leaver, admin = team["leaver"], team["admin"]
+    shared_token = make.token(leaver, name="nightly export", type="organization")
+    personal = make.token(leaver, name="leaver laptop")
+    browser = _login(app, team["owner"])
+    page = html(browser.get("/settings/members"))
+    dialog = page[page.index(f'<dialog class="dialog dialog-wide" id="remove-{leaver.id}"'):]
+    dialog = dialog[:dialog.index("</dialog>")]
+    assert "nightly export" in dialog and "leaver laptop" in dialog
+    assert "Transfer organization and project tokens to" in dialog and f'value="{admin.user_id}"' in dialog
+    assert f'value="{leaver.user_id}"' not in dialog  # not to themselves
+    no_js = html(browser.get(f"/settings/members/{leaver.id}/remove"))
+    assert "nightly export" in no_js and 'name="transfer_to"' in no_js
+
+    removed = browser.post(f"/settings/members/{leaver.id}/remove",
+                           data={"csrf_token": csrf_from(page), "transfer_to": str(admin.user_id)})
+    assert removed.status_code == 302
+    assert "now belongs to" in html(browser.get("/settings/members"))
+    assert client.get("/api/v1/me", headers=shared_token.headers).get_json()["user"]["email"] == admin.email
+    assert client.get("/api/v1/me", headers=personal.headers).status_code == 401
+
+
+def test_narrow_to_what_it_used_on_the_detail_page(app, make, narrowing, client):
+    org, owner, _ = narrowing
+    token = make.token(owner, name="reporting", scopes=["documents", "templates"], permissions=["read", "write"])
+    browser = _login(app, owner)
+    assert "Narrow to what it used" not in html(browser.get(f"{TOKENS}/{token.id}"))  # nothing used yet
+    client.get("/api/v1/documents", headers=token.headers)
+    page = html(browser.get(f"{TOKENS}/{token.id}"))
+    assert "Narrow to what it used" in page and f'id="narrow-{token.id}"' in page
+    dialog = page[page.index(f'id="narrow-{token.id}"'):page.index("</dialog>", page.index(f'id="narrow-{token.id}"'))]
+    assert "Scopes removed" in dialog and "templates" in dialog and "write" in dialog
+    confirmation = html(browser.get(f"{TOKENS}/{token.id}/narrow"))  # without JavaScript
+    assert "Narrow “reporting” to what it used?" in confirmation and "Narrow token" in confirmation
+
+    done = browser.post(f"{TOKENS}/{token.id}/narrow", data={"csrf_token": csrf_from(page)})
+    assert done.status_code == 302 and done.headers["Location"].endswith(f"{TOKENS}/{token.id}")
+    after = html(browser.get(f"{TOKENS}/{token.id}"))
+    assert "Narrowed “reporting”: removed templates, write." in after and "Narrow to what it used" not in after
+    narrowed = make.get_token(token.id)
+    assert (narrowed.scopes, narrowed.permissions) == (["documents"], ["read"])
+    assert client.get("/api/v1/documents", headers=token.headers).status_code == 200
+
+
+def test_a_partner_user_narrows_their_own_token_in_the_hub(app, make, client):
+    org = make.org("business")
+    partner_user = make.member(org, "partner_admin", partner_id=make.partner(org))
+    token = make.token(partner_user, scopes=["documents", "projects"], permissions=["read", "write"])
+    client.get("/api/v1/documents", headers=token.headers)
+    browser = _login(app, partner_user)
+    page = html(browser.get(f"/hub/api-tokens/{token.id}"))
+    assert "Narrow to what it used" in page and "Revoke selected" not in html(browser.get("/hub/api-tokens"))
+    assert browser.post(f"/hub/api-tokens/{token.id}/narrow", data={"csrf_token": csrf_from(page)}).status_code == 302
+    assert make.get_token(token.id).scopes == ["documents"]
