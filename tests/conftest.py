@@ -307,6 +307,18 @@ class Factory:
                 query = query.where(AuditEvent.action == action)
             return list(db.session.scalars(query).all())
 
+    def rows(self, model, **where) -> list:
+        """Every row of `model` matching column == value for each keyword, in id order."""
+        from sqlalchemy import select
+
+        from shared.extensions import db
+
+        query = select(model).order_by(model.id)
+        for name, value in where.items():
+            query = query.where(getattr(model, name) == value)
+        with self.app.app_context():
+            return list(db.session.scalars(query))
+
     def run(self, fn):
         """Run fn() inside an app context (for services and queries in tests)."""
         with self.app.app_context():

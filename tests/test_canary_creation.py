@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
 
 from tests.conftest import bearer, csrf_from, login
 
@@ -28,18 +27,6 @@ def _canary_body(**extra) -> dict:
             "permissions": ["read", "write"], **extra}
 
 
-def _rows(make, model, **where) -> list:
-    from shared.extensions import db
-
-    def read():
-        query = select(model).order_by(model.id)
-        for name, value in where.items():
-            query = query.where(getattr(model, name) == value)
-        return list(db.session.scalars(query))
-
-    return make.run(read)
-
-
 @pytest.fixture
 def org(make):
     return make.org("business", name="Acme")
@@ -57,7 +44,7 @@ def test_owners_admins_and_security_managers_create_canaries_over_the_api(client
     # A canary is an organization token (even a security manager's, who creates no other kind).
     assert (token["canary"], token["canary_trips"], token["type"]) == (True, 0, "organization")
     assert response.get_json()["secret"].startswith("kw_")
-    created = _rows(make, AuditEvent, action="token.created")[-1]
+    created = make.rows(AuditEvent, action="token.created")[-1]
     assert created.details["canary"] is True and created.target_id == token["id"]
     listed = client.get(CREATE, headers=_key(make, member).headers).get_json()["items"]
     assert [t["canary"] for t in listed if t["id"] == token["id"]] == [True]
@@ -125,11 +112,11 @@ def test_a_created_canary_answers_byte_for_byte_as_an_unknown_token_and_is_audit
 
     token = make.get_token(canary.id)
     assert token.canary_trips == 3 and token.usage_count == 0
-    trips = _rows(make, AuditEvent, action="token.canary_used")
+    trips = make.rows(AuditEvent, action="token.canary_used")
     assert [(a.source_ip, a.user_agent, a.details["path"]) for a in trips] == [
         ("203.0.113.9", "intruder/1.0", path) for path in ("/api/v1/me", "/api/v1/documents", "/api/v1/billing")]
-    assert len(_rows(make, Event, type="token.canary_used")) == 3
-    told = {n.user_id for n in _rows(make, Notification, kind="canary_used")}
+    assert len(make.rows(Event, type="token.canary_used")) == 3
+    told = {n.user_id for n in make.rows(Notification, kind="canary_used")}
     assert told == {owner.user_id, admin.user_id, security.user_id}
 
 
@@ -185,37 +172,37 @@ def test_the_form_offers_the_canary_checkbox_to_owners_admins_and_security_manag
         assert (CHECKBOX in page) is offered, role
 
 
-def test_a_security_manager_creates_a_canary_in_the_form_and_the_list_shows_its_trips(client, make, org):
-    security = make.member(org, "security_manager")
-    login(client, security)
+def _post_canary_form(client, member, name: str):
+    """Sign in as `member` and send the New token form with the Canary box ticked (type: personal)."""
+    login(client, member)
     form = client.get("/settings/api-tokens/new").get_data(as_text=True)
-    response = client.post("/settings/api-tokens", data={
-        "csrf_token": csrf_from(form), "name": "aws-keys-backup", "type": "personal", "permissions": "read",
+    return client.post("/settings/api-tokens", data={
+        "csrf_token": csrf_from(form), "name": name, "type": "personal", "permissions": "read",
         "scopes": "documents", "expiration": "365", "canary": "1"})
+
+
+def _row(listing: str, public_id: str) -> str:
+    start = listing.index(f'id="token-{public_id}"')
+    return listing[start:listing.index("</tr>", start)]
+
+
+def test_a_security_manager_creates_a_canary_in_the_form_and_the_list_shows_its_trips(client, make, org):
+    response = _post_canary_form(client, make.member(org, "security_manager"), "aws-keys-backup")
     assert response.status_code == 200
     secret = re.search(r'data-token-value[^>]*>\s*(kw_[0-9a-f]{64})', response.get_data(as_text=True)).group(1)
     from shared.models import ApiToken
 
-    [token] = [t for t in _rows(make, ApiToken) if t.name == "aws-keys-backup"]
+    [token] = [t for t in make.rows(ApiToken) if t.name == "aws-keys-backup"]
     assert token.is_canary and token.type == "organization"
 
-    listing = client.get("/settings/api-tokens").get_data(as_text=True)
-    row = listing[listing.index(f'id="token-{token.public_id}"'):]
-    row = row[:row.index("</tr>")]
+    row = _row(client.get("/settings/api-tokens").get_data(as_text=True), token.public_id)
     assert "badge-canary" in row and "Canary" in row and "never tripped" in row
     for _ in range(3):
         client.application.test_client().get("/api/v1/me", headers=bearer(secret))
-    listing = client.get("/settings/api-tokens").get_data(as_text=True)
-    row = listing[listing.index(f'id="token-{token.public_id}"'):]
-    assert "tripped 3 times" in row[:row.index("</tr>")]
+    assert "tripped 3 times" in _row(client.get("/settings/api-tokens").get_data(as_text=True), token.public_id)
 
 
-def test_an_editor_posting_the_canary_field_gets_the_error_beside_it(client, make, org):
-    editor = make.member(org, "editor")
-    login(client, editor)
-    form = client.get("/settings/api-tokens/new").get_data(as_text=True)
-    response = client.post("/settings/api-tokens", data={
-        "csrf_token": csrf_from(form), "name": "sneaky", "type": "personal", "permissions": "read",
-        "scopes": "documents", "expiration": "365", "canary": "1"})
+def test_an_editor_posting_the_canary_field_gets_the_error_on_the_form(client, make, org):
+    response = _post_canary_form(client, make.member(org, "editor"), "sneaky")
     assert response.status_code == 422
     assert "Your role cannot create canary tokens" in response.get_data(as_text=True)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from tests.conftest import Issued, Member, Org, bearer, csrf_from, login
+from tests.conftest import Issued, Member, Org, csrf_from, login
 
 BULK = "/api/v1/tokens/bulk-revoke"
 TOKENS = "/settings/api-tokens"
@@ -20,22 +20,10 @@ TOKENS = "/settings/api-tokens"
 # --------------------------------------------------------------------------- helpers
 
 
-def _rows(make, model, **where) -> list:
-    from shared.extensions import db
-
-    def read():
-        query = select(model).order_by(model.id)
-        for name, value in where.items():
-            query = query.where(getattr(model, name) == value)
-        return list(db.session.scalars(query))
-
-    return make.run(read)
-
-
 def live_ids(make, org: Org) -> set[str]:
     from shared.models import ApiToken
 
-    return {t.public_id for t in _rows(make, ApiToken, organization_id=org.id) if t.revoked_at is None}
+    return {t.public_id for t in make.rows(ApiToken, organization_id=org.id) if t.revoked_at is None}
 
 
 def snapshot(make) -> tuple:
@@ -43,8 +31,8 @@ def snapshot(make) -> tuple:
     from shared.models import ApiToken, AuditEvent, Event, Notification
 
     tokens = tuple((t.public_id, t.revoked_at, t.revoked_reason, t.created_by_membership_id,
-                    tuple(t.scopes), tuple(t.permissions), t.updated_at) for t in _rows(make, ApiToken))
-    return tokens, len(_rows(make, AuditEvent)), len(_rows(make, Event)), len(_rows(make, Notification))
+                    tuple(t.scopes), tuple(t.permissions), t.updated_at) for t in make.rows(ApiToken))
+    return tokens, len(make.rows(AuditEvent)), len(make.rows(Event)), len(make.rows(Notification))
 
 
 def signed_in(client, member: Member):
@@ -159,7 +147,7 @@ def test_bulk_revoke_by_each_rule_revokes_exactly_the_matching_live_tokens(clien
 
     body, expected = _rule(world, name)
     live_before = live_ids(make, world.org)
-    audits_before = len(_rows(make, AuditEvent))
+    audits_before = len(make.rows(AuditEvent))
     response = client.post(BULK, json=body, headers=world.key.headers)
     assert response.status_code == 200, response.get_json()
     answer = response.get_json()
@@ -172,15 +160,15 @@ def test_bulk_revoke_by_each_rule_revokes_exactly_the_matching_live_tokens(clien
         assert token.revoked_reason == "bulk_revoked" and token.revoked_by_user_id == world.security.user_id
 
     # One audit event lists every token; no per-token revocation record.
-    added = _rows(make, AuditEvent)[audits_before:]
+    added = make.rows(AuditEvent)[audits_before:]
     assert [a.action for a in added] == ["token.bulk_revoked"]
     assert {entry["id"] for entry in added[0].details["tokens"]} == expected
     assert added[0].details["count"] == len(expected) and added[0].actor_user_id == world.security.user_id
     # Each token still emits its own event (webhooks), and every creator hears of it once.
-    revoked_events = {e.data["token"]["id"] for e in _rows(make, Event, type="token.revoked")}
+    revoked_events = {e.data["token"]["id"] for e in make.rows(Event, type="token.revoked")}
     assert expected <= revoked_events and world.t["revoked"].id in revoked_events
     creators = {make.run(lambda pid=public_id: _creator_user_id(pid)) for public_id in expected}
-    notices = _rows(make, Notification, kind="bulk_revoked")
+    notices = make.rows(Notification, kind="bulk_revoked")
     assert sorted(n.user_id for n in notices) == sorted(creators)
 
 
@@ -195,7 +183,7 @@ def test_a_creator_of_several_tokens_gets_one_notification_naming_them(client, m
     from shared.models import Notification
 
     client.post(BULK, json={"created_by": world.editor.user_id}, headers=world.key.headers)
-    [notice] = _rows(make, Notification, kind="bulk_revoked", user_id=world.editor.user_id)
+    [notice] = make.rows(Notification, kind="bulk_revoked", user_id=world.editor.user_id)
     assert notice.message.startswith("2 of your tokens were revoked") and "editor1" in notice.message \
         and "editor2" in notice.message
 
@@ -241,7 +229,7 @@ def test_another_organizations_ids_answer_404_and_revoke_nothing(client, make, w
 def _rows_member_user(make, org: Org) -> int:
     from shared.models import Membership
 
-    return _rows(make, Membership, organization_id=org.id)[0].user_id
+    return make.rows(Membership, organization_id=org.id)[0].user_id
 
 
 @pytest.mark.parametrize("body, field", [
@@ -397,12 +385,12 @@ def test_after_transfer_the_token_follows_the_new_creators_role_and_survives_the
     make.run(lambda: accounts.remove_member(db.session.get(Membership, leaver.id)))
     assert client.get(f"/api/v1/documents/{spared}", headers=robot.headers).status_code == 200
 
-    [record] = _rows(make, AuditEvent, action="token.transferred")
+    [record] = make.rows(AuditEvent, action="token.transferred")
     assert record.details["from"]["email"] == leaver.email and record.details["to"]["email"] == editor.email
     assert record.actor_user_id == team["owner"].user_id and record.target_id == robot.id
-    [event] = _rows(make, Event, type="token.transferred")
+    [event] = make.rows(Event, type="token.transferred")
     assert event.data["token"]["created_by"]["id"] == editor.user_id and event.data["from"]["id"] == leaver.user_id
-    told = {n.user_id for n in _rows(make, Notification, kind="transferred")}
+    told = {n.user_id for n in make.rows(Notification, kind="transferred")}
     assert {leaver.user_id, editor.user_id} <= told
 
 
@@ -527,7 +515,7 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
                        permissions=["read", "write", "delete"])
     document = make.document(org)
     assert client.get("/api/v1/documents", headers=token.headers).status_code == 200
-    assert client.get(f"/api/v1/projects", headers=token.headers).status_code == 200
+    assert client.get("/api/v1/projects", headers=token.headers).status_code == 200
     assert client.get(f"/api/v1/documents/{document}", headers=token.headers).status_code == 200
 
     response = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers)
@@ -547,15 +535,15 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
     assert write_refused.get_json()["error"]["code"] == "insufficient_permission"
     assert write_refused.get_json()["error"]["required"] == {"scope": "documents", "permission": "write"}
 
-    [record] = _rows(make, AuditEvent, action="token.narrowed")
+    [record] = make.rows(AuditEvent, action="token.narrowed")
     assert record.details["removed"] == {"scopes": ["templates", "billing"], "permissions": ["write", "delete"]}
     assert record.actor_user_id == owner.user_id
-    assert [e.data["token"]["scopes"] for e in _rows(make, Event, type="token.updated")] == [
+    assert [e.data["token"]["scopes"] for e in make.rows(Event, type="token.updated")] == [
         ["documents", "projects", "x-team"]]
 
 
 def test_narrowing_looks_at_the_last_30_days_only(client, make, narrowing, clock):
-    org, owner, key = narrowing
+    _, owner, key = narrowing
     token = make.token(owner, scopes=["documents", "projects"], permissions=["read", "write"])
     client.post("/api/v1/documents", json={"title": "long ago"}, headers=token.headers)
     clock.advance(days=31)
@@ -581,11 +569,11 @@ def test_narrowing_a_token_that_used_everything_changes_nothing(client, make, na
     client.get("/api/v1/documents", headers=token.headers)
     response = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers)
     assert response.status_code == 200 and response.get_json()["scopes"] == ["documents"]
-    assert not _rows(make, AuditEvent, action="token.narrowed")
+    assert not make.rows(AuditEvent, action="token.narrowed")
 
 
 def test_who_may_narrow(client, make, narrowing):
-    org, owner, key = narrowing
+    org, _, _ = narrowing
     editor = make.api_member(org, "editor")
     theirs = make.token(editor, scopes=["documents", "projects"])
     client.get("/api/v1/documents", headers=theirs.headers)
@@ -671,7 +659,7 @@ def test_bulk_revoke_by_rule_revokes_only_what_the_preview_listed(app, make, wor
     assert live_ids(make, world.org) & (world.ids("editor1", "editor2") | {late.id}) == {late.id}
     from shared.models import AuditEvent
 
-    record = _rows(make, AuditEvent, action="token.bulk_revoked")[-1]
+    record = make.rows(AuditEvent, action="token.bulk_revoked")[-1]
     assert record.details["rule"] == {"created_by": world.editor.user_id} and record.details["count"] == 2
 
 
@@ -714,7 +702,7 @@ def test_the_removal_dialog_lists_the_members_tokens_and_transfers_the_shared_on
 
 
 def test_narrow_to_what_it_used_on_the_detail_page(app, make, narrowing, client):
-    org, owner, _ = narrowing
+    _, owner, _ = narrowing
     token = make.token(owner, name="reporting", scopes=["documents", "templates"], permissions=["read", "write"])
     browser = _login(app, owner)
     assert "Narrow to what it used" not in html(browser.get(f"{TOKENS}/{token.id}"))  # nothing used yet
