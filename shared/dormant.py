@@ -76,7 +76,7 @@ def _deactivate_once(token_id: int, days: int, now: datetime) -> bool:
             return False  # used, changed or deactivated meanwhile (another sweep, a person)
         token.is_active = False
         token.updated_at = now
-        tokens._end_grace(token)  # deactivating ends the old value's grace, as set_active does
+        tokens.drop_previous_value(token)  # deactivating ends the old value's grace, as set_active does
         last = insight.last_activity(token)
         audit.record(None, token.organization_id, "token.deactivated", "token", token.public_id,
                      {"name": token.name, "reason": REASON, "unused_days": days,

@@ -311,7 +311,7 @@ def _make_room(organization_plan: str, target: Membership, incoming: int) -> Non
     """On the free plan the new creator's live tokens stay within the per-member limit."""
     if organization_plan != Plan.FREE or incoming == 0:
         return
-    tokens._lock_membership(target.id)
+    tokens.lock_membership(target.id)
     limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
     if tokens.active_token_count(target.id) + incoming > limit:
         raise TokenLimitReached(f"The free plan allows {limit} active tokens per member; "
@@ -321,14 +321,14 @@ def _make_room(organization_plan: str, target: Membership, incoming: int) -> Non
 def transfer_token(actor: Actor, token: ApiToken, to_user_id: int) -> ApiToken:
     """Make another member the creator of an organization or project token (owners and admins)."""
     _check_transferable(actor, token)
-    tokens._refuse_if_revoked(token)
+    tokens.refuse_if_revoked(token)
     target = _transfer_target(actor, to_user_id)
     if target.id == token.created_by_membership_id:
         raise InvalidRequest("The token already belongs to this member",
                              fields={"to_user_id": "The token already belongs to this member"})
     with write_transaction() as session:
-        token = tokens._locked(session, token)
-        tokens._refuse_if_revoked(token)
+        token = tokens.locked_for_update(session, token)
+        tokens.refuse_if_revoked(token)
         _make_room(token.organization.plan, target, 0 if token.is_canary else 1)
         _move(actor, token, target)
     return token
@@ -427,7 +427,7 @@ def may_narrow(actor: Actor, token: ApiToken) -> bool:
     if token.revoked_at is not None or token.is_canary:
         return False
     try:
-        tokens._require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "narrow")
+        tokens.require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "narrow")
     except PermissionDenied:
         return False
     return True
@@ -436,14 +436,14 @@ def may_narrow(actor: Actor, token: ApiToken) -> bool:
 def narrow_token(actor: Actor, token: ApiToken) -> ApiToken:
     """Remove the scopes and permissions the token did not use in the last 30 days (audited
     `token.narrowed`, event `token.updated`). Nothing to remove: the token is answered unchanged."""
-    tokens._require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "narrow")
-    tokens._refuse_if_revoked(token)
+    tokens.require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "narrow")
+    tokens.refuse_if_revoked(token)
     if token.is_canary:
         raise InvalidRequest("A canary grants nothing: there is nothing to narrow",
                              fields={"token": "A canary grants nothing: there is nothing to narrow"})
     with write_transaction() as session:
-        token = tokens._locked(session, token)
-        tokens._refuse_if_revoked(token)
+        token = tokens.locked_for_update(session, token)
+        tokens.refuse_if_revoked(token)
         plan = narrowing_plan(token)
         if not plan.possible:
             message = (f"The token used none of its rights in the last {OBSERVED_DAYS} days; "

@@ -532,7 +532,9 @@ def get_token_for(actor: Actor, public_id: str) -> ApiToken:
     return token
 
 
-def _require_capability(actor: Actor, token: ApiToken, capability: Capability, action: str) -> None:
+def require_capability(actor: Actor, token: ApiToken, capability: Capability, action: str) -> None:
+    """May `actor` do `action` to `token`? Its creator may (if the role manages own tokens), else
+    the role needs `capability`. Services and pages (which buttons to show) ask here."""
     if _owns(actor, token) and roles.can(actor.role, Capability.MANAGE_OWN_TOKENS):
         return
     if roles.can(actor.role, capability):
@@ -638,7 +640,7 @@ def active_token_count(membership_id: int) -> int:
     )
 
 
-def _lock_membership(membership_id: int) -> None:
+def lock_membership(membership_id: int) -> None:
     """Serialize token creation per member: a write first (SQLite) and a row lock (PostgreSQL)."""
     db.session.execute(
         update(Membership).where(Membership.id == membership_id)
@@ -683,7 +685,7 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
     secret = generate_secret()
     with write_transaction() as session:
         membership_id = actor.membership.id
-        _lock_membership(membership_id)
+        lock_membership(membership_id)
         limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
         if org.plan == Plan.FREE and not data.is_canary and active_token_count(membership_id) >= limit:
             raise TokenLimitReached(
@@ -733,7 +735,8 @@ def _emit(event_type: str, token: ApiToken) -> None:
     events.emit(event_type, token.organization_id, token.id, {"token": token_summary(token)})
 
 
-def _end_grace(token: ApiToken) -> None:
+def drop_previous_value(token: ApiToken) -> None:
+    """End a grace period in the caller's transaction: the old value stops working."""
     token.previous_token_hash = None
     token.previous_expires_at = None
 
@@ -745,22 +748,22 @@ def grace_until(token: ApiToken, now: datetime | None = None) -> datetime | None
     return token.previous_expires_at
 
 
-def _locked(session, token: ApiToken) -> ApiToken:
+def locked_for_update(session, token: ApiToken) -> ApiToken:
     """Re-read the token inside the write transaction (row-locked on PostgreSQL), so racing
     changes build on each other instead of on what each request read earlier."""
     return session.scalars(select(ApiToken).where(ApiToken.id == token.id).with_for_update()
                            .execution_options(populate_existing=True)).one()
 
 
-def _refuse_if_revoked(token: ApiToken) -> None:
+def refuse_if_revoked(token: ApiToken) -> None:
     if token.revoked_at is not None:
         raise TokenRevoked("This token is revoked; revocation is final")
 
 
 def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_field: str = "expires_at") -> ApiToken:
     """Edit everything but the secret (name, description, permissions, scopes, expiry, active, allowlist)."""
-    _require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "edit")
-    _refuse_if_revoked(token)
+    require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "edit")
+    refuse_if_revoked(token)
     errors = FieldErrors()
     _check_role_grants(token.creator.role, data, errors)
     _check_policy(token.organization, data, errors, expiry_field=expiry_field)
@@ -776,7 +779,7 @@ def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_fiel
                 setattr(token, name, getattr(data, name))
         token.updated_at = clock.now()
         if not token.is_active:
-            _end_grace(token)  # deactivating ends the old value's grace, as the button does
+            drop_previous_value(token)  # deactivating ends the old value's grace, as the button does
         after = _describe(token) | {"is_active": token.is_active, "description": token.description}
         changes = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
         session.add(token)
@@ -788,14 +791,14 @@ def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_fiel
 
 def set_active(actor: Actor, token: ApiToken, active: bool) -> ApiToken:
     """Deactivate (refused at once) or reactivate; revoked tokens stay revoked."""
-    _require_capability(actor, token, Capability.DEACTIVATE_ANY_TOKEN,
+    require_capability(actor, token, Capability.DEACTIVATE_ANY_TOKEN,
                         "reactivate" if active else "deactivate")
-    _refuse_if_revoked(token)
+    refuse_if_revoked(token)
     with write_transaction() as session:
         token.is_active = active
         token.updated_at = clock.now()
         if not active:
-            _end_grace(token)
+            drop_previous_value(token)
         session.add(token)
         action = "token.reactivated" if active else "token.deactivated"
         audit.record(actor, token.organization_id, action, "token", token.public_id, {"name": token.name})
@@ -808,17 +811,17 @@ def regenerate_token(actor: Actor, token: ApiToken, grace_period: str = "none") 
     previous_expires_at; without one it stops in the same commit. Any earlier previous value ends."""
     if grace_period not in GRACE_PERIODS:
         raise InvalidRequest("Invalid request", fields={"grace_period": f"Must be one of {', '.join(GRACE_PERIODS)}"})
-    _require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
-    _refuse_if_revoked(token)
+    require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
+    refuse_if_revoked(token)
     _check_target_within_caller(actor, token)
     secret = generate_secret()
     with write_transaction() as session:
-        token = _locked(session, token)
-        _refuse_if_revoked(token)
+        token = locked_for_update(session, token)
+        refuse_if_revoked(token)
         now = clock.now()
         grace = GRACE_PERIODS[grace_period][1]
         if grace is None:
-            _end_grace(token)
+            drop_previous_value(token)
         else:
             token.previous_token_hash, token.previous_expires_at = token.token_hash, now + grace
         token.token_hash = hash_secret(secret)
@@ -834,12 +837,12 @@ def regenerate_token(actor: Actor, token: ApiToken, grace_period: str = "none") 
 
 def end_grace(actor: Actor, token: ApiToken) -> ApiToken:
     """The old value stops working now (POST /tokens/{id}/end-grace)."""
-    _require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "end the grace period of")
-    _refuse_if_revoked(token)
+    require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "end the grace period of")
+    refuse_if_revoked(token)
     with write_transaction() as session:
-        token = _locked(session, token)
+        token = locked_for_update(session, token)
         had_grace = grace_until(token) is not None
-        _end_grace(token)
+        drop_previous_value(token)
         token.updated_at = clock.now()
         session.add(token)
         if had_grace:
@@ -850,8 +853,8 @@ def end_grace(actor: Actor, token: ApiToken) -> ApiToken:
 
 def revoke_token(actor: Actor, token: ApiToken, reason: str = "revoked") -> ApiToken:
     """Permanent. The row stays (Deleted tab) for audit."""
-    _require_capability(actor, token, Capability.REVOKE_ANY_TOKEN, "revoke")
-    _refuse_if_revoked(token)
+    require_capability(actor, token, Capability.REVOKE_ANY_TOKEN, "revoke")
+    refuse_if_revoked(token)
     with write_transaction():
         mark_revoked(token, actor, reason)
     return token
@@ -866,7 +869,7 @@ def mark_revoked(token: ApiToken, actor: Actor | None, reason: str, details: dic
     token.revoked_by_user_id = actor.user_id if actor else None
     token.revoked_reason = reason
     token.updated_at = now
-    _end_grace(token)
+    drop_previous_value(token)
     db.session.add(token)
     if audited:
         audit.record(actor, token.organization_id, "token.revoked", "token", token.public_id,
