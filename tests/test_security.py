@@ -178,7 +178,9 @@ def test_flask_cli_in_production_without_pepper_exits_with_a_clear_message():
 
 def test_gunicorn_in_production_without_secret_key_stops_instead_of_respawning():
     # Port 0: the kernel picks a free one (a port chosen earlier may be taken by then).
-    command = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", "127.0.0.1:0", "-w", "2"]
+    # One worker: with more, a worker can fail while the master is still spawning the others, and
+    # gunicorn then dies of its own uncaught HaltServer (exit 1) instead of halting (exit 3).
+    command = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", "127.0.0.1:0", "-w", "1"]
     result = subprocess.run(command, cwd=ROOT, env=_production_env_without("SECRET_KEY"),
                             check=False, capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
