@@ -31,9 +31,9 @@ def token_required(scope: str | None = None):
                     token = token_auth.authenticate(connection, credentials, address,
                                                     user_agent=request.headers.get("User-Agent"), path=request.path)
                     g.rate_state = ratelimits.hit_token(token.id, token.plan)
-                    right = (scope, request.method) if scope is not None else None
-                    if right is not None and not tokens.decide(token, *right).allowed:
-                        right = None  # refused below (after counting, SPEC 5 order): not a use of a right
+                    decision = tokens.decide(token, scope, request.method) if scope is not None else None
+                    # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
+                    right = (scope, request.method) if decision is not None and decision.allowed else None
                     g.authenticated_token = token_auth.record_use(connection, token, address, right)
                 except AuthError as error:
                     if error.code == "invalid_api_key":
@@ -43,8 +43,8 @@ def token_required(scope: str | None = None):
                     # Alerts written on the hot path (anomaly, canary): hand them to the queue.
                     if token_auth.take_alerts_written():
                         queue_for().poke()
-            if scope is not None:
-                tokens.require(g.authenticated_token, scope, request.method)
+            if decision is not None:
+                tokens.require(decision, scope, request.method)
             return view(*args, **kwargs)
 
         return wrapper

@@ -93,10 +93,6 @@ def _writers_turn(engine):
     return queue.turn()
 
 
-def is_sqlite() -> bool:
-    return db.session.get_bind().dialect.name == "sqlite"
-
-
 @contextmanager
 def write_transaction() -> Iterator:
     """A transaction that owns the write lock from its first statement; commits on success.

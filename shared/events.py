@@ -29,8 +29,8 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
-def mark_outbox(session=None) -> None:
-    (session or db.session).info[OUTBOX_FLAG] = True
+def mark_outbox() -> None:
+    db.session.info[OUTBOX_FLAG] = True
 
 
 def emit(event_type: str, organization_id: int, token_id: int | None, data: dict[str, Any], *,

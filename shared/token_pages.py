@@ -33,6 +33,7 @@ from shared.auth import current_actor
 from shared.errors import InvalidRequest, PermissionDenied, PlanRequired, ServiceError, TokenLimitReached
 from shared.models import ApiToken, Plan, TokenType
 from shared.organizations import list_projects
+from shared.page_routes import mount_routes
 from shared.roles import Capability
 from shared.token_forms import (
     DEFAULT_GRACE,
@@ -501,6 +502,5 @@ def register_token_pages(bp: Blueprint, url_prefix: str, *, layout: str,
                          guard: Callable[[Callable], Callable]) -> TokenPages:
     """Mount the token pages on `bp` under `url_prefix`; `guard` decorates every view (sign-in, role)."""
     pages = TokenPages(blueprint=bp.name, layout=layout)
-    for rule, endpoint, method, name in ROUTES:
-        bp.add_url_rule(url_prefix + rule, endpoint, guard(getattr(pages, name)), methods=[method])
+    mount_routes(bp, url_prefix, ROUTES, pages, guard)
     return pages

@@ -450,9 +450,9 @@ def rights_table(token: ApiToken | AuthenticatedToken) -> list[dict[str, Any]]:
     return rows
 
 
-def require(token: ApiToken | AuthenticatedToken, scope: str, method: str) -> None:
-    """Raise the SPEC 5 error for a refused scope or permission, naming what was required."""
-    decision = decide(token, scope, method)
+def require(decision: Decision, scope: str, method: str) -> None:
+    """Raise the SPEC 5 error if `decision` (decide's answer for this scope and method) refused,
+    naming what was required."""
     if decision.allowed:
         return
     required = {"scope": scope, "permission": _method_permission(method)}
