@@ -39,6 +39,13 @@ run: install
 test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Style and architecture: ruff, the import-linter contracts (layers point one way) and no import cycle.
+lint: install
+	$(BIN)/pip install --quiet -e '.[lint]'
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/import_cycles.py
+
 test-fast: install
 	$(BIN)/python -m pytest -m "not browser" -x $(PYTEST_ARGS)
 

@@ -6,7 +6,7 @@ import re
 
 from flask import current_app, jsonify
 
-from api import bp
+from api.blueprint import bp
 from api.schema import MAX_ID, OPERATIONS
 from shared.identity.roles import KNOWN_SCOPES
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from flask import g, request
 
-from api import bp
 from api.auth import token_required
+from api.blueprint import bp
 from shared.core import ratelimits
 from shared.core.errors import InvalidRequest
 from shared.core.netaddr import client_address

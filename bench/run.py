@@ -247,7 +247,7 @@ def postgres_available(base: str) -> str | None:
 
         with psycopg.connect(pg_admin_url(base), connect_timeout=3):
             return None
-    except Exception as error:  # noqa: BLE001 - any failure means: skip PostgreSQL, say why
+    except Exception as error:
         return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
 
 
@@ -266,7 +266,7 @@ def redis_available(url: str) -> str | None:
 
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         return None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"{type(error).__name__}: {error}"
 
 

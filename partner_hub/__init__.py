@@ -1,5 +1,6 @@
-from flask import Blueprint
+"""The partner hub: the token pages for people of a partner company."""
 
-bp = Blueprint("partner_hub", __name__, url_prefix="/hub", template_folder="templates")
+from partner_hub import views  # noqa: F401  (routes register on import)
+from partner_hub.blueprint import bp
 
-from partner_hub import views  # noqa: E402,F401  (routes register on import)
+__all__ = ["bp"]

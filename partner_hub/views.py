@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import redirect, url_for
 
-from partner_hub import bp
+from partner_hub.blueprint import bp
 from shared.identity.roles import Capability
 from shared.identity.signin import member_page
 from shared.notifications.pages import register_notification_pages

@@ -1,5 +1,6 @@
-from flask import Blueprint
-
-bp = Blueprint("portal", __name__, template_folder="templates")
+"""The staff portal: Settings pages for organization members."""
 
 from portal import views, webhooks  # noqa: F401  (routes register on import)
+from portal.blueprint import bp
+
+__all__ = ["bp"]

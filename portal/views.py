@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 
-from portal import bp
+from portal.blueprint import bp
 from shared.audit import export as audit_export
 from shared.audit import log as audit_log
 from shared.core.errors import InvalidRequest, ServiceError, TokenLimitReached

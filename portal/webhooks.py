@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from portal import bp
+from portal.blueprint import bp
 from portal.views import staff_page
 from shared.core.errors import InvalidRequest
 from shared.events import outbox

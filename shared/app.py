@@ -17,8 +17,6 @@ from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
 from shared.core.http_headers import init_security
-
-# noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
 from shared.worker import queue as task_queue
 
 API_PREFIX = "/api/"

@@ -24,10 +24,10 @@ os.environ["SECRET_KEY"] = "test-secret-key"
 os.environ["KEYWARD_TOKEN_PEPPER"] = "test-pepper"
 os.environ.pop("DATABASE_URL", None)
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text
 
-from shared.app import create_app  # noqa: E402
-from shared.core import clock as clock_module  # noqa: E402
+from shared.app import create_app
+from shared.core import clock as clock_module
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")

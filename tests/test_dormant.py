@@ -144,7 +144,7 @@ def test_concurrent_sweeps_deactivate_a_token_once(make, app, org, clock):
             with app.app_context():
                 barrier.wait()
                 counts.append(dormant.deactivate_unused())
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=run) for _ in range(4)]

@@ -362,7 +362,7 @@ def test_partners_page_lists_partners_with_their_users_and_tokens(client, make, 
     signed_in(client, world.owner)
     page = html(client.get(PARTNERS))
     assert ">Partners</a>" in nav_of(page)
-    globex = re.search(r'<section[^>]*id="partner-%d".*?</section>' % world.globex, page, re.S).group(0)
+    globex = re.search(rf'<section[^>]*id="partner-{world.globex}".*?</section>', page, re.S).group(0)
     assert "<h2" in globex and "Globex" in globex and "2 users · 2 active tokens" in globex
     assert "paula@globex.test" in globex and "Partner admin" in globex and "Partner member" in globex
     assert "ian@initech.test" not in globex

@@ -9,10 +9,9 @@ from shared.core.extensions import db
 
 
 def test_migrated_schema_matches_models(app):
-    with app.app_context():
-        with db.engine.connect() as connection:
-            context = MigrationContext.configure(connection)
-            differences = compare_metadata(context, db.metadata)
+    with app.app_context(), db.engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        differences = compare_metadata(context, db.metadata)
     assert differences == []
 
 

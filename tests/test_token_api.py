@@ -287,7 +287,7 @@ def test_token_cannot_outlive_or_widen_allowlist(client, make, org, clock):
     longer = client.post("/api/v1/tokens", headers=key.headers, environ_base=env,
                          json={"name": "x", "scopes": ["documents"], "permissions": ["read"],
                                "expires_in_days": 60, "ip_allowlist": ["10.1.0.0/16"]})
-    assert longer.status_code == 400 and "expires_in_days" in str(longer.get_json()["error"]["fields"]) or \
+    assert (longer.status_code == 400 and "expires_in_days" in str(longer.get_json()["error"]["fields"])) or \
         "expires_at" in longer.get_json()["error"]["fields"]
     never = client.post("/api/v1/tokens", headers=key.headers, environ_base=env,
                         json={"name": "x", "scopes": ["documents"], "permissions": ["read"], "expires_at": None,

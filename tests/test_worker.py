@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from shared.events import outbox
+from shared.webhooks import delivery as webhook_delivery
 from tests.conftest import ROOT, TEST_REDIS_URL, Member, free_port
 
 # --------------------------------------------------------------------------- a real SMTP server
@@ -276,7 +276,7 @@ def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world):
             with app.app_context():
                 barrier.wait()
                 sent.append(reminders.send_expiry_reminders())
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=sweep) for _ in range(4)]
@@ -337,10 +337,10 @@ def test_a_leak_notice_email_never_carries_the_secret(make, runner, world, smtp)
 
 
 def test_a_change_enqueues_a_dispatch_that_the_worker_runs(make, app, runner, world, monkeypatch):
-    
+
 
     delivered: list[str] = []
-    monkeypatch.setattr(outbox, "deliver_event", lambda event: delivered.append(event.public_id))
+    monkeypatch.setattr(webhook_delivery, "add_deliveries", lambda event: delivered.append(event.public_id))
     token = make.token(world.editor)
     assert queue_of(app).huey.pending_count() == 1  # the commit poked the queue
     [created] = events_of(make, "token.created")
@@ -356,10 +356,10 @@ def test_with_the_queue_unreachable_the_change_commits_and_is_delivered_when_it_
         make, app_with, tmp_path, world, caplog, monkeypatch):
     """The queue's SQLite file cannot be opened (its folder is a file): the API change still
     commits with its event; once the folder can be made, `worker --once` delivers it."""
-    
+
 
     delivered: list[str] = []
-    monkeypatch.setattr(outbox, "deliver_event", lambda event: delivered.append(event.public_id))
+    monkeypatch.setattr(webhook_delivery, "add_deliveries", lambda event: delivered.append(event.public_id))
     blocker = tmp_path / "queue-folder"
     blocker.write_text("not a folder")
     app = app_with(KEYWARD_QUEUE_URL=f"sqlite:///{blocker / 'queue.db'}")

@@ -11,6 +11,7 @@ allowlist), and its before/after-request hooks cost about 0.1 ms on every reques
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -120,7 +121,5 @@ def refuse_if_failing(kind: str, address: str) -> None:
 
 def count_failure(kind: str, address: str) -> None:
     limit_text = current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
-    try:
+    with contextlib.suppress(RateLimited):
         _hit(limit_text, f"{kind}-failures", address)
-    except RateLimited:
-        pass

@@ -1,13 +1,15 @@
-"""Token lifecycle events (SPEC 11): the outbox that webhooks and the worker read.
+"""Token lifecycle events: the outbox that the worker reads and hands to webhook deliveries.
 
 `emit` adds the event to the caller's transaction, so an event exists exactly when its change
 committed. After a commit that added events or notifications, the queue is asked to dispatch them
-(shared.queue); if the queue is down, the worker's sweep finds them later: nothing is lost.
+(shared.worker.queue); if the queue is down, the worker's sweep finds them later: nothing is lost.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -17,11 +19,25 @@ from shared.core.db import write_transaction
 from shared.core.extensions import db
 from shared.models import Event
 
-TYPES = (
-    "token.created", "token.updated", "token.regenerated", "token.deactivated", "token.reactivated",
-    "token.revoked", "token.expiring", "token.expired", "token.exposed", "token.anomaly",
-    "token.canary_used", "token.transferred",
-)
+
+class EventType(StrEnum):
+    """What a webhook endpoint can subscribe to; the value is the event's `type` in its body."""
+
+    CREATED = "token.created"
+    UPDATED = "token.updated"
+    REGENERATED = "token.regenerated"
+    DEACTIVATED = "token.deactivated"
+    REACTIVATED = "token.reactivated"
+    REVOKED = "token.revoked"
+    EXPIRING = "token.expiring"
+    EXPIRED = "token.expired"
+    EXPOSED = "token.exposed"
+    ANOMALY = "token.anomaly"
+    CANARY_USED = "token.canary_used"
+    TRANSFERRED = "token.transferred"
+
+
+TYPES = tuple(event_type.value for event_type in EventType)
 OUTBOX_FLAG = "keyward.outbox"  # in session.info: this transaction wrote something to dispatch
 
 
@@ -55,20 +71,11 @@ def emit(event_type: str, organization_id: int, token_id: int | None, data: dict
 # --------------------------------------------------------------------------- dispatch (the worker)
 
 
-def deliver_event(event: Event) -> None:
-    """Hand one event to whatever consumes events, inside the dispatching transaction.
+def dispatch_pending(consume: Callable[[Event], None], batch: int = 100) -> int:
+    """Hand every undispatched event to `consume`, oldest first, and mark it dispatched; how many.
 
-    Webhook deliveries (SPEC 11, signed webhooks) hang off this: they add their delivery rows here,
-    in the same transaction that marks the event dispatched, and are sent by webhooks.deliver_due
-    (never a network call inside this transaction).
-    """
-    from shared.webhooks import delivery  # webhooks builds on this module
-
-    delivery.add_deliveries(event)
-
-
-def dispatch_pending(batch: int = 100) -> int:
-    """Deliver every undispatched event, oldest first, and mark it dispatched; how many.
+    The outbox knows no consumer: the worker passes the one it runs (webhook deliveries add their
+    rows inside this transaction and are sent later, never a network call in here).
 
     Each batch is one write transaction (rows locked with SKIP LOCKED on PostgreSQL, the write
     lock on SQLite), so two workers never dispatch the same event.
@@ -80,7 +87,7 @@ def dispatch_pending(batch: int = 100) -> int:
                 select(Event).where(Event.dispatched_at.is_(None)).order_by(Event.id).limit(batch)
                 .with_for_update(skip_locked=True)).all()
             for event in pending:
-                deliver_event(event)
+                consume(event)
                 event.dispatched_at = clock.now()
         total += len(pending)
         if len(pending) < batch:

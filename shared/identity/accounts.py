@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from argon2 import PasswordHasher
@@ -35,10 +36,8 @@ def hash_password(password: str) -> str:
 def check_password(user: User | None, password: str) -> bool:
     """Verify, and rehash in place when the argon2 parameters have changed since it was stored."""
     if user is None:
-        try:
+        with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
         return False
     try:
         _hasher.verify(user.password_hash, password)

@@ -155,29 +155,6 @@ def allowed_token_types(role: str | Role | None) -> tuple[str, ...]:
     return ("personal",)
 
 
-def manages_every_token_via_api(role: str | Role | None) -> bool:
-    """SPEC 3: scope `tokens` reaches every token of the org for owner/admin, else own tokens.
-
-    Security managers keep their panel rights (see, deactivate, revoke any token) in the API too:
-    the API applies the same capabilities as the UI, so the two cannot disagree.
-    """
-    return can(role, Capability.SEE_ALL_TOKENS)
-
-
-def matrix_rows() -> list[dict]:
-    """The matrix for the help page: one row per role."""
-    return [
-        {
-            "role": role.value,
-            "capabilities": sorted(c.value for c in CAPABILITIES[role]),
-            "permissions": sorted(p.value for p in ROLE_PERMISSIONS[role]),
-            "scopes": sorted(s.value for s in ROLE_SCOPES[role]),
-            "token_types": list(allowed_token_types(role)),
-        }
-        for role in ALL_ROLES
-    ]
-
-
 def require(actor: Actor, capability: Capability, message: str) -> None:
     if not can(actor.role, capability):
         raise PermissionDenied(message)

@@ -57,7 +57,7 @@ def _clean_header(text: str) -> str:
 
 def subject_for(notification: Notification) -> str:
     """Built from the token's name and the kind (never the free-text detail, e.g. a leak URL)."""
-    what = notices.KINDS[notification.kind]
+    what = notices.NotificationKind(notification.kind).label
     if notification.token is not None:
         return _clean_header(f"{SUBJECT_PREFIX}token “{notification.token.name}” {what}")
     return _clean_header(f"{SUBJECT_PREFIX}{what[:1].upper()}{what[1:]}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 
 from sqlalchemy import func, insert, select, update
 
@@ -21,18 +22,31 @@ from shared.identity.roles import Role
 from shared.models import ApiToken, Membership, Notification, TokenType
 from shared.tokens import format as token_format
 
-KINDS = {
-    "expiring_7d": "expires in 7 days",
-    "expiring_1d": "expires tomorrow",
-    "expired": "has expired",
-    "exposed": "was reported as exposed and has been revoked",
-    "anomaly": "was used from a new network",
-    "webhook_disabled": "webhook endpoint disabled",
-    "canary_used": "(a canary) was presented",
-    "transferred": "was transferred",
-    "bulk_revoked": "was revoked in a bulk revocation",
-    "deactivated_unused": "was deactivated because it went unused",
-}
+
+class NotificationKind(StrEnum):
+    """What a notification is about; its label completes the sentence "Token “name” …"."""
+
+    label: str
+
+    def __new__(cls, value: str, label: str):
+        kind = str.__new__(cls, value)
+        kind._value_ = value
+        kind.label = label
+        return kind
+
+    EXPIRING_7D = "expiring_7d", "expires in 7 days"
+    EXPIRING_1D = "expiring_1d", "expires tomorrow"
+    EXPIRED = "expired", "has expired"
+    EXPOSED = "exposed", "was reported as exposed and has been revoked"
+    ANOMALY = "anomaly", "was used from a new network"
+    WEBHOOK_DISABLED = "webhook_disabled", "webhook endpoint disabled"
+    CANARY_USED = "canary_used", "(a canary) was presented"
+    TRANSFERRED = "transferred", "was transferred"
+    BULK_REVOKED = "bulk_revoked", "was revoked in a bulk revocation"
+    DEACTIVATED_UNUSED = "deactivated_unused", "was deactivated because it went unused"
+
+
+KINDS = frozenset(kind.value for kind in NotificationKind)
 MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
 # Anything shaped like a token value (the format's 56 + 8 hex characters, whatever the prefix or
 # letter case): a detail copied from outside (a leak report's URL) could carry one, and a
@@ -65,7 +79,7 @@ def token_recipients(token: ApiToken, *, always_managers: bool = False) -> set[i
 
 
 def token_message(kind: str, token: ApiToken, detail: str = "") -> str:
-    message = f"Token “{token.name}” {KINDS[kind]}"
+    message = f"Token “{token.name}” {NotificationKind(kind).label}"
     return f"{message}: {detail}" if detail else message
 
 

@@ -57,14 +57,18 @@ def get_token_for(actor: Actor, public_id: str) -> ApiToken:
     return token
 
 
-def require_capability(actor: Actor, token: ApiToken, capability: Capability, action: str) -> None:
-    """May `actor` do `action` to `token`? Its creator may (if the role manages own tokens), else
-    the role needs `capability`. Services and pages (which buttons to show) ask here."""
+def may(actor: Actor, token: ApiToken, capability: Capability) -> bool:
+    """May `actor` act on `token` where others need `capability`? Its creator may (if the role
+    manages own tokens), else the role needs `capability`. Pages ask here which buttons to show."""
     if _owns(actor, token) and roles.can(actor.role, Capability.MANAGE_OWN_TOKENS):
-        return
-    if roles.can(actor.role, capability):
-        return
-    raise PermissionDenied(f"Your role cannot {action} this token")
+        return True
+    return roles.can(actor.role, capability)
+
+
+def require_capability(actor: Actor, token: ApiToken, capability: Capability, action: str) -> None:
+    """`may`, for services: refuses with the action named."""
+    if not may(actor, token, capability):
+        raise PermissionDenied(f"Your role cannot {action} this token")
 
 
 def check_policy(org: Organization, data: TokenInput, errors: FieldErrors, *, expiry_field: str) -> None:

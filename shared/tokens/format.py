@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from shared.models import ApiToken
+if TYPE_CHECKING:
+    from shared.models import ApiToken
 
 if TYPE_CHECKING:
     pass

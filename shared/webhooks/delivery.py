@@ -256,7 +256,7 @@ def send(claim: Claim) -> Outcome:
             error = f"HTTP {status}" + (f": {excerpt}" if excerpt.strip() else "")
     except InvalidRequest as invalid:  # a stored URL that no longer parses (cannot happen through the UI)
         error = invalid.message
-    except Exception as failure:  # noqa: BLE001 - every failure is an attempt's outcome, never a crash
+    except Exception as failure:
         error = _failure_message(failure)
     latency_ms = int((time.monotonic() - started) * 1000)
     return Outcome(attempted_at, status, latency_ms, _clean_error(error, claim.secret) if error else None)

@@ -34,7 +34,6 @@ PUBLIC_ID = re.compile(r"wh_[0-9a-f]{16}")
 MAX_ENDPOINTS = 20  # live endpoints per organization
 
 
-SIGNATURE_TOLERANCE_SECONDS = 300  # what receivers should accept (docs/webhooks.md)
 
 
 

@@ -50,9 +50,14 @@ _in_job = contextvars.ContextVar("keyward_in_job", default=False)
 # --------------------------------------------------------------------------- the jobs' work
 
 
+def _start_deliveries(event) -> None:
+    """The outbox's one consumer: webhook delivery rows for the endpoints that want this event."""
+    delivery.add_deliveries(event)
+
+
 def dispatch_outbox() -> None:
     """Everything written for the outside world and not yet handed over."""
-    outbox.dispatch_pending()
+    outbox.dispatch_pending(_start_deliveries)
     delivery.deliver_due()
     mailer.send_pending()
 
@@ -120,7 +125,7 @@ class TaskQueue:
         try:
             self.huey  # noqa: B018 - opens the storage and registers the jobs
             self.dispatch_job()
-        except Exception as error:  # noqa: BLE001 - any storage failure: the sweep delivers later
+        except Exception as error:
             log.warning("queue unavailable, dispatch not enqueued (%s); the next sweep delivers it",
                         type(error).__name__)
             return False
@@ -136,7 +141,7 @@ class TaskQueue:
                 huey.enqueue(task)
             while (task := huey.dequeue()) is not None:
                 huey.execute(task)
-        except Exception as error:  # noqa: BLE001 - any storage failure: sweep from the database
+        except Exception as error:
             log.warning("queue unavailable (%s); sweeping from the database only", type(error).__name__)
             reachable = False
         self._in_app(sweep)()

@@ -1,0 +1,1 @@
+"""Token lifecycle events, written in the caller's transaction (the outbox)."""

@@ -1,0 +1,1 @@
+"""People: accounts, sessions, memberships, member administration, sign-in, and the role matrix."""

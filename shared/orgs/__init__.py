@@ -1,0 +1,1 @@
+"""Organizations and what they own: plan and policy, projects, partners, documents, demo data."""

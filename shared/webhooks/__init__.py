@@ -1,0 +1,1 @@
+"""Signed webhooks: endpoints, the SSRF guard, signing, delivery with retries."""

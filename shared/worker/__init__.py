@@ -1,0 +1,1 @@
+"""The task queue and its jobs, thin: they call the domain packages."""
