@@ -47,25 +47,32 @@ def wrk_path() -> str | None:
 
 
 def run_load(url: str, *, duration: float, connections: int, header: str | None = None,
-             generator: str = "auto", threads: int = 1) -> LoadResult:
-    """Load `url` for `duration` seconds over `connections` connections; `header` is "Name: value"."""
+             rotate: list[str] | None = None, generator: str = "auto", threads: int = 1) -> LoadResult:
+    """Load `url` for `duration` seconds over `connections` connections; `header` is "Name: value".
+
+    `rotate` (a list of "Name: value") spreads the requests over those headers instead: wrk gives
+    each request the next one in turn, the Python generator gives each connection its own.
+    """
     if generator == "auto":
         generator = "wrk" if wrk_path() else "python"
     if generator == "wrk":
-        return _run_wrk(url, duration=duration, connections=connections, header=header, threads=threads)
-    return _run_python(url, duration=duration, connections=connections, header=header,
+        return _run_wrk(url, duration=duration, connections=connections, header=header, rotate=rotate,
+                        threads=threads)
+    return _run_python(url, duration=duration, connections=connections, header=header, rotate=rotate,
                        processes=max(1, threads))
 
 
 # --------------------------------------------------------------------------- wrk
 
 
-def _run_wrk(url: str, *, duration: float, connections: int, header: str | None, threads: int) -> LoadResult:
+def _run_wrk(url: str, *, duration: float, connections: int, header: str | None, rotate: list[str] | None,
+             threads: int) -> LoadResult:
     wrk = wrk_path()
     if wrk is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     threads = max(1, min(threads, connections))
-    env = {**os.environ, "BENCH_AUTH_HEADER": header or ""}
+    env = {**os.environ, "BENCH_AUTH_HEADER": header or "", "BENCH_AUTH_HEADERS": "\n".join(rotate or []),
+           "BENCH_LOAD_THREADS": str(threads)}
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
                "--timeout", "10s", "-s", str(WRK_SCRIPT), url]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -110,14 +117,14 @@ def _connection_loop(host: str, port: int, path: str, headers: dict, deadline: f
 
 def _process_worker(args: tuple) -> tuple[list[float], int]:
     """One load process: waits for the common wall-clock start, then runs its connections until the end."""
-    host, port, path, headers, connections, start_at, duration = args
+    host, port, path, header_sets, start_at, duration = args
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.perf_counter() + duration
     latencies: list[float] = []
     errors = [0]
     workers = [threading.Thread(target=_connection_loop,
                                 args=(host, port, path, headers, deadline, latencies, errors))
-               for _ in range(connections)]
+               for headers in header_sets]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -132,19 +139,24 @@ def _percentile(ordered: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def _run_python(url: str, *, duration: float, connections: int, header: str | None,
-                processes: int) -> LoadResult:
-    parts = urlsplit(url)
+def _headers(header: str | None) -> dict:
     headers = {"Connection": "keep-alive"}
     if header:
         name, _, value = header.partition(":")
         headers[name.strip()] = value.strip()
+    return headers
+
+
+def _run_python(url: str, *, duration: float, connections: int, header: str | None, rotate: list[str] | None,
+                processes: int) -> LoadResult:
+    parts = urlsplit(url)
+    # One header set per connection: connection i carries rotate[i % len(rotate)], or `header` for all.
+    per_connection = [_headers(rotate[i % len(rotate)] if rotate else header) for i in range(connections)]
     processes = max(1, min(processes, connections))
-    shares = [connections // processes + (1 if i < connections % processes else 0) for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         start_at = time.time() + 1.0  # leaves time for the spawned processes to start
-        jobs = [(parts.hostname, parts.port or 80, parts.path or "/", headers, share, start_at, duration)
-                for share in shares]
+        jobs = [(parts.hostname, parts.port or 80, parts.path or "/", per_connection[i::processes],
+                 start_at, duration) for i in range(processes)]
         results = pool.map(_process_worker, jobs)
     latencies = sorted(lat for lats, _ in results for lat in lats)
     errors = sum(err for _, err in results)
