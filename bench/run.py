@@ -597,7 +597,7 @@ def ratio_of(a: Series | None, b: Series | None) -> list[float] | None:
     """a's req/s over b's, round by round (the two were measured close together in each round)."""
     if a is None or b is None or not a.samples or len(a.samples) != len(b.samples):
         return None
-    return [x.result.rps / y.result.rps if y.result.rps else 0.0 for x, y in zip(a.samples, b.samples)]
+    return [x.result.rps / y.result.rps if y.result.rps else 0.0 for x, y in zip(a.samples, b.samples, strict=False)]
 
 
 def comparisons(config: Config, args) -> list[dict]:
