@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.api.test_data_api_rules import ENDPOINTS, call
 from tests.conftest import TEST_REDIS_URL, Factory, bearer, login
-from tests.test_data_api_rules import ENDPOINTS, call
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 ALL_SCOPES = ["documents", "projects", "templates", "analytics", "billing", "tokens"]
