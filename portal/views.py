@@ -1,15 +1,27 @@
 """Settings → API Tokens, Members, Partners, Organization, Audit log and Notifications (thin views).
 
-The API Tokens pages are shared with the partner hub and live in shared/token_pages.py; this
-module mounts them under /settings/api-tokens for staff. The other pages parse the form, call a
-service in shared/ (organizations, partners, audit_log) and render.
+Every portal page is for the organization's staff: the blueprint's guard admits a signed-in staff
+member (partner users have the hub) and sets the portal's layout. The pages shared with the hub are
+blueprints of their own, registered here under the portal (`portal.tokens.detail`): the API Tokens
+pages and the security team's pages under /settings/api-tokens, Notifications under
+/settings/notifications. The other pages parse the form, call a service in shared/
+(organizations, partners, audit_log) and render.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Response,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from portal.blueprint import bp
 from shared.audit import export as audit_export
@@ -18,12 +30,12 @@ from shared.core.errors import InvalidRequest, ServiceError, TokenLimitReached
 from shared.identity import members as member_admin
 from shared.identity import roles
 from shared.identity.roles import Capability
-from shared.identity.signin import current_actor, member_page
-from shared.notifications.pages import register_notification_pages
+from shared.identity.signin import current_actor, member_page, refuse_page
+from shared.notifications import pages as notification_pages
 from shared.orgs import organizations, partners
-from shared.tokens import incident
-from shared.tokens.incident_pages import register_security_pages
-from shared.tokens.pages import FORM_ERROR_STATUS, register_token_pages, wants_fragment
+from shared.tokens import incident, incident_pages
+from shared.tokens import pages as token_pages
+from shared.tokens.pages import FORM_ERROR_STATUS, wants_fragment
 
 LAYOUT = "portal/layout.html"
 
@@ -33,10 +45,17 @@ def staff_page(capability: Capability) -> Callable[[Callable], Callable]:
     return member_page(capability, partner=False)
 
 
-register_token_pages(bp, "/settings/api-tokens", layout=LAYOUT, guard=staff_page(Capability.MANAGE_OWN_TOKENS))
-register_security_pages(bp, "/settings/api-tokens", layout=LAYOUT, guard=staff_page(Capability.MANAGE_OWN_TOKENS))
+@bp.before_request
+def staff_only():
+    """Every portal page: a signed-in staff member of the organization (each page asks for its capability)."""
+    g.layout = LAYOUT
+    return refuse_page(None, partner=False)
+
+
+bp.register_blueprint(token_pages.bp, url_prefix="/settings/api-tokens")
+bp.register_blueprint(incident_pages.bp, url_prefix="/settings/api-tokens")
 # Every staff member has their own notifications, whatever their role.
-register_notification_pages(bp, "/settings/notifications", layout=LAYOUT, guard=member_page(None, partner=False))
+bp.register_blueprint(notification_pages.bp, url_prefix="/settings/notifications")
 
 
 # --------------------------------------------------------------------------- members

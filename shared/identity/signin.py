@@ -7,7 +7,9 @@ from functools import wraps
 from urllib.parse import urlparse
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.config import EXEMPT_METHODS
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -69,9 +71,9 @@ def current_actor() -> Actor | None:
 
 
 # Where each kind of member lands after signing in: staff in the portal, partner users in their hub.
-HOME_ENDPOINTS = {"staff": "portal.tokens", "partner": "partner_hub.tokens"}
-# Each audience's Notifications page (shared/notification_pages.py), linked from the navigation.
-NOTIFICATION_ENDPOINTS = {"staff": "portal.notifications", "partner": "partner_hub.notifications"}
+HOME_ENDPOINTS = {"staff": "portal.tokens.index", "partner": "partner_hub.tokens.index"}
+# Each audience's Notifications page (shared/notifications/pages.py), linked from the navigation.
+NOTIFICATION_ENDPOINTS = {"staff": "portal.notifications.index", "partner": "partner_hub.notifications.index"}
 
 
 def audience_of(membership: Membership) -> str:
@@ -89,26 +91,51 @@ def home_for(membership: Membership | None) -> str:
         return url_for("auth.home")
 
 
-def member_page(capability: Capability | None, *, partner: bool) -> Callable[[Callable], Callable]:
-    """Guard a page of one UI: signed in, working in an organization, in that UI's audience, with `capability`
-    (None: any member of the audience, e.g. their own notifications).
+@bp.app_template_global()
+def ui_url(endpoint: str, **values) -> str:
+    """The URL of `endpoint` in the UI serving this request: `ui_url("tokens.detail", ...)` is
+    `portal.tokens.detail` in the portal and `partner_hub.tokens.detail` in the hub. The shared
+    pages link to their sibling blueprints with it (a relative `.name` reaches only their own)."""
+    return url_for(f"{request.blueprints[-1]}.{endpoint}", **values)
 
-    `partner=False` is the staff portal, `partner=True` the partner hub. A member of the other
-    audience, or without the capability, gets 403; nobody is redirected across (a bookmarked
-    portal page must not quietly become the hub).
+
+def refuse_page(capability: Capability | None, *, partner: bool) -> ResponseReturnValue | None:
+    """Why this request may not open a page of one UI, as the response to send (None: it may).
+
+    Signed in, working in an organization, in that UI's audience, with `capability` (None: any
+    member of the audience, e.g. their own notifications). `partner=False` is the staff portal,
+    `partner=True` the partner hub. A member of the other audience, or without the capability,
+    gets 403; nobody is redirected across (a bookmarked portal page must not quietly become the hub).
     """
+    if request.method in EXEMPT_METHODS:
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    membership = current_membership()
+    if membership is None:
+        return redirect(url_for("auth.no_organization"))
+    if roles.is_partner_role(membership.role) != partner:
+        abort(403, "Your role does not give access to this page.")
+    refuse_without(capability)
+    return None
+
+
+def refuse_without(capability: Capability | None) -> None:
+    """403 unless the working membership's role has `capability`: the guard of a shared page
+    blueprint, which runs after its UI's guard has admitted a signed-in member of its audience."""
+    membership = current_membership()
+    if capability is not None and (membership is None or not roles.can(membership.role, capability)):
+        abort(403, "Your role does not give access to this page.")
+
+
+def member_page(capability: Capability | None, *, partner: bool) -> Callable[[Callable], Callable]:
+    """Guard one view as refuse_page does (the UIs guard their whole blueprint with it too)."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
-        @login_required
         def wrapper(*args, **kwargs):
-            membership = current_membership()
-            if membership is None:
-                return redirect(url_for("auth.no_organization"))
-            if roles.is_partner_role(membership.role) != partner or (
-                    capability is not None and not roles.can(membership.role, capability)):
-                abort(403, "Your role does not give access to this page.")
-            return view(*args, **kwargs)
+            refusal = refuse_page(capability, partner=partner)
+            return refusal if refusal is not None else view(*args, **kwargs)
 
         return wrapper
 
@@ -154,7 +181,7 @@ def navigation_context() -> dict:
             db.session.rollback()
             return None
         # The page itself and its POSTs (whose htmx answers swap this link).
-        current = (request.endpoint or "").startswith(endpoint.removesuffix("s"))
+        current = request.blueprint == endpoint.rpartition(".")[0]
         return {"url": url, "unread": unread, "current": current}
 
     return {"signed_in_membership": signed_in_membership, "switchable_memberships": switchable_memberships,

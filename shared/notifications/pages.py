@@ -1,11 +1,11 @@
 """The Notifications page, written once for both UIs (SPEC 11): the portal and the partner hub.
 
-    register_notification_pages(bp, "/settings/notifications", layout="portal/layout.html", guard=...)
+ONE blueprint, `notifications`, that each UI registers under its own (Flask nested blueprints):
+`portal.notifications.index` (the list, newest first), `.read` and `.read_all` (POST), and the same
+under `partner_hub`. The UI's guard admits any member of its audience and sets the layout.
 
-gives the endpoints `<bp>.notifications` (the list, newest first), `<bp>.notification_read` and
-`<bp>.notifications_read_all` (POST). A notification belongs to one user in one organization: every
-view works on the signed-in user's notifications in the organization being worked in, so another
-user's id is simply not found (404).
+A notification belongs to one user in one organization: every view works on the signed-in user's
+notifications in the organization being worked in, so another user's id is simply not found (404).
 
 One route, two renderings, as on the token pages: an htmx request gets the fragment it swaps plus
 the navigation's unread count (out of band); a plain form POST redirects back to the page.
@@ -13,12 +13,8 @@ the navigation's unread count (out of band); a plain form POST redirects back to
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from flask import Blueprint, flash, g, redirect, render_template, url_for
 
-from flask import Blueprint, flash, redirect, render_template, url_for
-
-from shared.core.page_routes import mount_routes
 from shared.identity.signin import current_membership
 from shared.models import Notification
 from shared.notifications import notices
@@ -39,72 +35,42 @@ KIND_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class NotificationUrls:
-    blueprint: str
-
-    def index(self) -> str:
-        return url_for(f"{self.blueprint}.notifications")
-
-    def read(self, notification: Notification) -> str:
-        return url_for(f"{self.blueprint}.notification_read", notification_id=notification.id)
-
-    def read_all(self) -> str:
-        return url_for(f"{self.blueprint}.notifications_read_all")
+bp = Blueprint("notifications", __name__)
 
 
-@dataclass(frozen=True)
-class NotificationPages:
-    blueprint: str
-    layout: str
-
-    @property
-    def urls(self) -> NotificationUrls:
-        return NotificationUrls(self.blueprint)
-
-    def _render(self, template: str, **context) -> str:
-        membership = current_membership()
-        return render_template(
-            template, layout=self.layout, urls=self.urls, kind_labels=KIND_LABELS,
-            unread=notices.unread_count(membership.user_id, membership.organization_id), **context)
-
-    def _items(self) -> list[Notification]:
-        membership = current_membership()
-        return notices.list_for(membership.user_id, membership.organization_id)
-
-    def index(self):
-        return self._render("notifications/index.html", items=self._items())
-
-    def read(self, notification_id: int):
-        membership = current_membership()
-        notification = notices.mark_one_read(membership.user_id, membership.organization_id,
-                                                   notification_id)
-        if wants_fragment():
-            return self._render("notifications/_swap.html", fragment="notifications/_item.html", item=notification)
-        flash("Marked as read.")
-        return redirect(self.urls.index())
-
-    def read_all(self):
-        membership = current_membership()
-        count = notices.mark_read(membership.user_id, membership.organization_id)
-        if wants_fragment():
-            return self._render("notifications/_swap.html", fragment="notifications/_list.html", items=self._items())
-        flash(f"Marked {count} notification{'' if count == 1 else 's'} as read." if count
-              else "Nothing left to mark as read.")
-        return redirect(self.urls.index())
+def _render(template: str, **context) -> str:
+    membership = current_membership()
+    return render_template(
+        template, layout=g.layout, kind_labels=KIND_LABELS,
+        unread=notices.unread_count(membership.user_id, membership.organization_id), **context)
 
 
-# (rule under the prefix, endpoint, method, NotificationPages method)
-ROUTES = (
-    ("", "notifications", "GET", "index"),
-    ("/<int:notification_id>/read", "notification_read", "POST", "read"),
-    ("/read", "notifications_read_all", "POST", "read_all"),
-)
+def _items() -> list[Notification]:
+    membership = current_membership()
+    return notices.list_for(membership.user_id, membership.organization_id)
 
 
-def register_notification_pages(bp: Blueprint, url_prefix: str, *, layout: str,
-                                guard: Callable[[Callable], Callable]) -> NotificationPages:
-    """Mount the Notifications page on `bp` under `url_prefix`; `guard` decorates every view."""
-    pages = NotificationPages(blueprint=bp.name, layout=layout)
-    mount_routes(bp, url_prefix, ROUTES, pages, guard)
-    return pages
+@bp.get("")
+def index():
+    return _render("notifications/index.html", items=_items())
+
+
+@bp.post("/<int:notification_id>/read")
+def read(notification_id: int):
+    membership = current_membership()
+    notification = notices.mark_one_read(membership.user_id, membership.organization_id, notification_id)
+    if wants_fragment():
+        return _render("notifications/_swap.html", fragment="notifications/_item.html", item=notification)
+    flash("Marked as read.")
+    return redirect(url_for(".index"))
+
+
+@bp.post("/read")
+def read_all():
+    membership = current_membership()
+    count = notices.mark_read(membership.user_id, membership.organization_id)
+    if wants_fragment():
+        return _render("notifications/_swap.html", fragment="notifications/_list.html", items=_items())
+    flash(f"Marked {count} notification{'' if count == 1 else 's'} as read." if count
+          else "Nothing left to mark as read.")
+    return redirect(url_for(".index"))

@@ -4,18 +4,17 @@
   shows its dry run (count and list) first, and the confirmation revokes only what it listed;
 - `Narrow to what it used` on a token's detail page, confirmed.
 
-Mounted next to the token pages with the same prefix, layout and guard:
+ONE blueprint, `incident`, that each UI registers beside the token pages with the same URL
+prefix (`portal.incident.bulk_revoke`, `partner_hub.incident.narrow`); the UI's guard and layout
+apply as to the token pages.
 
-    register_security_pages(bp, "/settings/api-tokens", layout=..., guard=...)
-
-Thin views: parse → shared.security_tools → render the shared partials in shared/templates/tokens/.
+Thin views: parse → shared.tokens.incident → render the shared partials in shared/templates/tokens/.
 With JavaScript, `Revoke selected` and `Narrow to what it used` open a native <dialog> (htmx fetches
 the dry run into it); without, they are pages, and every action is a form that posts and redirects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 
 from flask import Blueprint, flash, redirect, request
@@ -23,10 +22,12 @@ from werkzeug.datastructures import MultiDict
 
 from shared.core import validation
 from shared.core.errors import InvalidRequest, PermissionDenied
-from shared.core.page_routes import mount_routes
-from shared.identity.signin import current_actor
+from shared.identity.roles import Capability
+from shared.identity.signin import current_actor, refuse_without, ui_url
 from shared.tokens import access, incident
-from shared.tokens.pages import FORM_ERROR_STATUS, TokenPages, token_row, wants_fragment
+from shared.tokens.pages import FORM_ERROR_STATUS, list_url, render_page, token_row, wants_fragment
+
+bp = Blueprint("incident", __name__)
 
 RULE_FIELDS = ("created_by", "partner_id", "created_before", "all")
 
@@ -78,80 +79,74 @@ def _asks_for_preview(values: MultiDict) -> bool:
     return values.get("selected") == "1" or any(values.get(name) for name in RULE_FIELDS + ("token_ids",))
 
 
-class SecurityPages(TokenPages):
-    """The views, bound to one blueprint's name and layout (rendered as the token pages are)."""
+@bp.before_request
+def _may_manage_tokens():
+    """The token pages' own rule: only roles that manage API tokens (each view asks for more)."""
+    refuse_without(Capability.MANAGE_OWN_TOKENS)
 
-    def bulk_preview(self):
-        """GET: the rule form and, once something is chosen, the dry run: what would be revoked.
-        An htmx request (Revoke selected) gets the dry run as a dialog."""
-        actor = current_actor()
-        if not incident.may_bulk_revoke(actor):
-            raise PermissionDenied("Your role cannot revoke tokens in bulk")
-        values = request.args
-        preview = error = None
-        if _asks_for_preview(values):
-            try:
-                rule = bulk_rule_from(values)
-                preview = incident.bulk_revoke(actor, rule, dry_run=True)
-            except InvalidRequest as failure:
-                error = failure
-        context = {"preview": preview, "values": values, "errors": error.fields if error else {},
-                   "error": error, "selection": values.get("selected") == "1" or bool(values.getlist("token_ids"))}
-        if wants_fragment():
-            return self._render("tokens/_bulk_dialog.html", actor, **context)
-        return self._render("tokens/bulk_revoke.html", actor, choices=incident.rule_choices(actor), **context), \
-            FORM_ERROR_STATUS if error else 200
 
-    def bulk_revoke(self):
-        """POST: revoke what the confirmed dry run listed, then back to the list."""
-        actor = current_actor()
+@bp.get("/bulk-revoke")
+def bulk_preview():
+    """GET: the rule form and, once something is chosen, the dry run: what would be revoked.
+    An htmx request (Revoke selected) gets the dry run as a dialog."""
+    actor = current_actor()
+    if not incident.may_bulk_revoke(actor):
+        raise PermissionDenied("Your role cannot revoke tokens in bulk")
+    values = request.args
+    preview = error = None
+    if _asks_for_preview(values):
         try:
-            result = incident.bulk_revoke(actor, bulk_rule_from(request.form), dry_run=False)
-        except InvalidRequest as error:
-            flash(error.message, "error")
-            return redirect(self.urls.bulk_revoke())
-        if result.count:
-            flash(f"Revoked {result.count} token{'' if result.count == 1 else 's'}. "
-                  f"{'It is' if result.count == 1 else 'They are'} listed under Deleted.")
-        else:
-            flash("No token was revoked: the tokens were revoked meanwhile.", "error")
-        return redirect(self.urls.index())
-
-    def confirm_narrow(self, token_id: str):
-        """The confirmation a browser without JavaScript gets instead of the dialog."""
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        if not incident.may_narrow(actor, token):
-            raise PermissionDenied("Your role cannot narrow this token")
-        return self._render("tokens/narrow.html", actor, row=token_row(actor, token),
-                            narrowing=incident.narrowing_plan(token))
-
-    def narrow(self, token_id: str):
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        before = [*token.scopes, *token.permissions]
-        try:
-            token = incident.narrow_token(actor, token)
-        except InvalidRequest as error:
-            flash(error.message, "error")
-        else:
-            removed = [label for label in before if label not in (*token.scopes, *token.permissions)]
-            flash(f"Narrowed “{token.name}”: removed {', '.join(removed)}." if removed
-                  else f"“{token.name}” already uses every right it has.")
-        return redirect(self.urls.detail(token))
+            rule = bulk_rule_from(values)
+            preview = incident.bulk_revoke(actor, rule, dry_run=True)
+        except InvalidRequest as failure:
+            error = failure
+    context = {"preview": preview, "values": values, "errors": error.fields if error else {},
+               "error": error, "selection": values.get("selected") == "1" or bool(values.getlist("token_ids"))}
+    if wants_fragment():
+        return render_page("tokens/_bulk_dialog.html", actor, **context)
+    return render_page("tokens/bulk_revoke.html", actor, choices=incident.rule_choices(actor), **context), \
+        FORM_ERROR_STATUS if error else 200
 
 
-# (rule under the prefix, endpoint, method, SecurityPages method)
-ROUTES = (
-    ("/bulk-revoke", "token_bulk_revoke_preview", "GET", "bulk_preview"),
-    ("/bulk-revoke", "token_bulk_revoke", "POST", "bulk_revoke"),
-    ("/<token_id>/narrow", "token_confirm_narrow", "GET", "confirm_narrow"),
-    ("/<token_id>/narrow", "token_narrow", "POST", "narrow"),
-)
+@bp.post("/bulk-revoke")
+def bulk_revoke():
+    """POST: revoke what the confirmed dry run listed, then back to the list."""
+    actor = current_actor()
+    try:
+        result = incident.bulk_revoke(actor, bulk_rule_from(request.form), dry_run=False)
+    except InvalidRequest as error:
+        flash(error.message, "error")
+        return redirect(ui_url("incident.bulk_preview"))
+    if result.count:
+        flash(f"Revoked {result.count} token{'' if result.count == 1 else 's'}. "
+              f"{'It is' if result.count == 1 else 'They are'} listed under Deleted.")
+    else:
+        flash("No token was revoked: the tokens were revoked meanwhile.", "error")
+    return redirect(list_url())
 
 
-def register_security_pages(bp: Blueprint, url_prefix: str, *, layout: str,
-                            guard: Callable[[Callable], Callable]) -> SecurityPages:
-    pages = SecurityPages(blueprint=bp.name, layout=layout)
-    mount_routes(bp, url_prefix, ROUTES, pages, guard)
-    return pages
+@bp.get("/<token_id>/narrow")
+def confirm_narrow(token_id: str):
+    """The confirmation a browser without JavaScript gets instead of the dialog."""
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    if not incident.may_narrow(actor, token):
+        raise PermissionDenied("Your role cannot narrow this token")
+    return render_page("tokens/narrow.html", actor, row=token_row(actor, token),
+                       narrowing=incident.narrowing_plan(token))
+
+
+@bp.post("/<token_id>/narrow")
+def narrow(token_id: str):
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    before = [*token.scopes, *token.permissions]
+    try:
+        token = incident.narrow_token(actor, token)
+    except InvalidRequest as error:
+        flash(error.message, "error")
+    else:
+        removed = [label for label in before if label not in (*token.scopes, *token.permissions)]
+        flash(f"Narrowed “{token.name}”: removed {', '.join(removed)}." if removed
+              else f"“{token.name}” already uses every right it has.")
+    return redirect(ui_url("tokens.detail", token_id=token.public_id))

@@ -1,14 +1,15 @@
-"""The API Tokens pages, written once for both UIs: the portal and the partner hub.
+"""The API Tokens pages, written once for both UIs: ONE blueprint, `tokens`, that the portal and
+the partner hub each register under their own blueprint (Flask nested blueprints):
 
-A blueprint mounts them with its own URL prefix, layout and access guard:
+    portal.register_blueprint(tokens_pages.bp, url_prefix="/settings/api-tokens")
 
-    register_token_pages(bp, "/settings/api-tokens", layout="portal/layout.html",
-                         guard=staff_page(Capability.MANAGE_OWN_TOKENS))
-
-and gets the endpoints `<bp>.tokens`, `<bp>.token_new`, `<bp>.token_create`, … (see ROUTES).
-The views here are thin: parse (shared.token_forms) → call a service (shared.tokens) →
-render the shared partials in shared/templates/tokens/. The partials never name a blueprint:
-they build every URL through `urls` (a TokenUrls for the blueprint serving the request).
+gives the endpoints `portal.tokens.index`, `portal.tokens.detail`, … and `partner_hub.tokens.…`
+alike. The parent's before_request admits its audience (staff or partner users) and sets the
+layout (`g.layout`); this blueprint's own guard asks for the capability to manage tokens.
+The views here are thin: parse (shared.tokens.forms) → call a service (shared.tokens) →
+render the shared partials in shared/templates/tokens/. The partials never name a UI: they
+build URLs relative to the blueprint serving the request (`url_for('.detail', ...)`), and
+`ui_url('incident.narrow', ...)` for a sibling blueprint of the same UI.
 
 One route, two renderings: an htmx request (HX-Request) gets only the fragment it swaps
 (the results table, one row, the edit row); any other request gets the whole page. Every
@@ -19,20 +20,24 @@ The show-once secret is the one POST that renders instead of redirecting; it is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from math import ceil
 from urllib.parse import urlparse
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request
 
 from shared.audit.record import Actor
-from shared.core.errors import InvalidRequest, PermissionDenied, PlanRequired, ServiceError, TokenLimitReached
-from shared.core.page_routes import mount_routes
+from shared.core.errors import (
+    InvalidRequest,
+    PermissionDenied,
+    PlanRequired,
+    ServiceError,
+    TokenLimitReached,
+)
 from shared.identity import roles
 from shared.identity.roles import Capability
-from shared.identity.signin import current_actor
+from shared.identity.signin import current_actor, refuse_without, ui_url
 from shared.models import TOKEN_TYPES, ApiToken, Plan
 from shared.orgs.organizations import list_projects
 from shared.tokens import access, incident, insight, lifecycle, queries
@@ -52,6 +57,8 @@ from shared.tokens.forms import (
     scope_choices,
 )
 
+bp = Blueprint("tokens", __name__)
+
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Errors a form shows beside its fields; anything else (403, 404) is an error page.
 FORM_ERRORS = (InvalidRequest, PlanRequired, TokenLimitReached)
@@ -67,72 +74,6 @@ REVOKED_NOTES = {lifecycle.REVOKED_EXPOSED: "Revoked: reported as exposed",
 SCOPE_HINTS = {"documents": "Documents and exports", "projects": "Projects of the organization",
                "templates": "Document templates", "analytics": "Usage analytics",
                "billing": "Credit balance and plan", "tokens": "Manage API tokens"}
-
-
-# --------------------------------------------------------------------------- URLs
-
-
-@dataclass(frozen=True)
-class TokenUrls:
-    """Every URL of the token pages for one blueprint, so the partials never name one."""
-
-    blueprint: str
-
-    def _url(self, endpoint: str, **values) -> str:
-        return url_for(f"{self.blueprint}.{endpoint}", **values)
-
-    def index(self, **args) -> str:
-        return self._url("tokens", **args)
-
-    def new(self) -> str:
-        return self._url("token_new")
-
-    def create(self) -> str:
-        return self._url("token_create")
-
-    def row(self, token: ApiToken) -> str:
-        return self._url("token_row", token_id=token.public_id)
-
-    def detail(self, token: ApiToken) -> str:
-        return self._url("token_detail", token_id=token.public_id)
-
-    def edit(self, token: ApiToken) -> str:
-        return self._url("token_edit", token_id=token.public_id)
-
-    def update(self, token: ApiToken) -> str:
-        return self._url("token_update", token_id=token.public_id)
-
-    def deactivate(self, token: ApiToken) -> str:
-        return self._url("token_deactivate", token_id=token.public_id)
-
-    def reactivate(self, token: ApiToken) -> str:
-        return self._url("token_reactivate", token_id=token.public_id)
-
-    def confirm_regenerate(self, token: ApiToken) -> str:
-        return self._url("token_confirm_regenerate", token_id=token.public_id)
-
-    def regenerate(self, token: ApiToken) -> str:
-        return self._url("token_regenerate", token_id=token.public_id)
-
-    def confirm_revoke(self, token: ApiToken) -> str:
-        return self._url("token_confirm_revoke", token_id=token.public_id)
-
-    def revoke(self, token: ApiToken) -> str:
-        return self._url("token_revoke", token_id=token.public_id)
-
-    def confirm_end_grace(self, token: ApiToken) -> str:
-        return self._url("token_confirm_end_grace", token_id=token.public_id)
-
-    def end_grace(self, token: ApiToken) -> str:
-        return self._url("token_end_grace", token_id=token.public_id)
-
-    # The security team's pages (shared/security_pages.py), mounted beside these.
-
-    def bulk_revoke(self, **args) -> str:
-        return self._url("token_bulk_revoke_preview", **args)
-
-    def narrow(self, token: ApiToken) -> str:
-        return self._url("token_narrow", token_id=token.public_id)
 
 
 # --------------------------------------------------------------------------- what a row shows
@@ -211,6 +152,13 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
 # --------------------------------------------------------------------------- request helpers
 
 
+@bp.before_request
+def _may_manage_tokens():
+    """Only roles that manage API tokens open these pages (the UI's own guard already admitted
+    the signed-in member of its audience)."""
+    refuse_without(Capability.MANAGE_OWN_TOKENS)
+
+
 def wants_fragment() -> bool:
     """An htmx request that swaps part of the page (not a boosted navigation or a history restore)."""
     headers = request.headers
@@ -218,9 +166,14 @@ def wants_fragment() -> bool:
             and headers.get("HX-History-Restore-Request") != "true")
 
 
-def safe_list_url(urls: TokenUrls, target: str | None) -> str:
+def list_url(**args) -> str:
+    """The token list of the UI serving this request (the portal's or the hub's)."""
+    return ui_url("tokens.index", **args)
+
+
+def safe_list_url(target: str | None) -> str:
     """Where a plain form goes back to: the list it was posted from (any filters kept), never elsewhere."""
-    index = urls.index()
+    index = list_url()
     if target:
         parts = urlparse(target)
         if not parts.scheme and not parts.netloc and parts.path == index:
@@ -228,278 +181,283 @@ def safe_list_url(urls: TokenUrls, target: str | None) -> str:
     return index
 
 
-@dataclass(frozen=True)
-class TokenPages:
-    """The views, bound to one blueprint's name and layout."""
+# --------------------------------------------------------------------------- rendering
 
-    blueprint: str
-    layout: str
 
-    @property
-    def urls(self) -> TokenUrls:
-        return TokenUrls(self.blueprint)
+def render_page(template: str, actor: Actor, **context) -> str:
+    """A token page or fragment in the layout of the UI serving the request (set by its guard)."""
+    context.setdefault("list_url", safe_list_url(request.values.get("next")))
+    return render_template(template, layout=g.layout,
+                           sees_all=roles.can(actor.role, Capability.SEE_ALL_TOKENS),
+                           may_bulk_revoke=incident.may_bulk_revoke(actor),
+                           status_labels=STATUS_LABELS, type_labels=TYPE_LABELS,
+                           grace_options=GRACE_OPTIONS, **context)
 
-    # ------------------------------------------------------------------ rendering
 
-    def _render(self, template: str, actor: Actor, **context) -> str:
-        context.setdefault("list_url", safe_list_url(self.urls, request.values.get("next")))
-        return render_template(template, layout=self.layout, urls=self.urls,
-                               sees_all=roles.can(actor.role, Capability.SEE_ALL_TOKENS),
-                               may_bulk_revoke=incident.may_bulk_revoke(actor),
-                               status_labels=STATUS_LABELS, type_labels=TYPE_LABELS,
-                               grace_options=GRACE_OPTIONS, **context)
-
-    def _list_context(self, actor: Actor, filters: queries.TokenFilters) -> dict:
+def _list_context(actor: Actor, filters: queries.TokenFilters) -> dict:
+    items, total = queries.list_tokens(actor, filters)
+    pages = max(1, ceil(total / filters.per_page))
+    if filters.page > pages:  # a stale link past the end shows the last page
+        filters.page = pages
         items, total = queries.list_tokens(actor, filters)
-        pages = max(1, ceil(total / filters.per_page))
-        if filters.page > pages:  # a stale link past the end shows the last page
-            filters.page = pages
-            items, total = queries.list_tokens(actor, filters)
-        start = (filters.page - 1) * filters.per_page
-        return {
-            "rows": [token_row(actor, token) for token in items],
-            "filters": filters,
-            "total": total,
-            "pages": pages,
-            "first_shown": start + 1 if items else 0,
-            "last_shown": start + len(items),
-            "filter_args": lambda **changes: filter_args(filters, **changes),
-            "projects": list_projects(actor.organization_id),
-            "statuses": [s for s in STATUS_LABELS if (s == "revoked") == (filters.tab == "deleted")],
-            "token_types": TOKEN_TYPES,
-            "filtered": bool(filters.name or filters.type or filters.status or filters.project_id),
-            "list_url": self.urls.index(**filter_args(filters)),
-        }
-
-    def _index_page(self, actor: Actor, filters: queries.TokenFilters, **extra) -> str:
-        org = actor.membership.organization
-        return self._render("tokens/index.html", actor, plan_required=org.plan == Plan.NONE,
-                            **self._list_context(actor, filters), **extra)
-
-    def _form_context(self, actor: Actor, form: TokenForm, *, token: ApiToken | None = None,
-                      error: ServiceError | None = None) -> dict:
-        org = actor.membership.organization
-        role = token.creator.role if token is not None else actor.role
-        limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
-        fields = dict(error.fields) if error is not None else {}
-        may_create_canary = token is None and roles.can(actor.role, Capability.CREATE_CANARY_TOKENS)
-        shown = {"name", "description", "type", "project_id", "permissions", "scopes", "expiration",
-                 "ip_allowlist"} | ({"canary"} if may_create_canary else set())
-        form_error = None
-        if error is not None:
-            unplaced = [message for key, message in fields.items() if key not in shown]
-            form_error = ("Please correct the fields marked below." if fields and not unplaced
-                          else "; ".join(unplaced) if unplaced else error.message)
-        return {
-            "form": form,
-            "token": token,
-            "errors": fields,
-            "form_error": form_error,
-            "org": org,
-            "plan_required": org.plan == Plan.NONE,
-            "free_plan_usage": (access.active_token_count(actor.membership.id), limit)
-            if org.plan == Plan.FREE and token is None else None,
-            "token_types": roles.allowed_token_types(actor.role),
-            "may_create_canary": may_create_canary,
-            "projects": list_projects(actor.organization_id),
-            "permission_choices": permission_choices(form),
-            "scope_choices": scope_choices(form),
-            "role_permissions": {p.value for p in roles.role_permissions(role)},
-            "role_scopes": {s.value for s in roles.role_scopes(role)},
-            "permission_hints": PERMISSION_HINTS,
-            "scope_hints": SCOPE_HINTS,
-            "expiration_options": EXPIRATION_OPTIONS,
-            "keep_expiry": KEEP_EXPIRY,
-        }
-
-    # ------------------------------------------------------------------ list
-
-    def index(self):
-        """The list (GET). An htmx filter, search or page request gets only the results table."""
-        actor = current_actor()
-        filters = filters_from_args(request.args)
-        if wants_fragment():
-            html = self._render("tokens/_table.html", actor, **self._list_context(actor, filters))
-        else:
-            html = self._index_page(actor, filters)
-        return html, 200, {"Vary": "HX-Request"}
-
-    def row(self, token_id: str):
-        """One row (the edit row's Cancel swaps it back)."""
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        return self._row_response(actor, token)
-
-    def detail(self, token_id: str):
-        """The token's page (SPEC 11 Insight): its fields, requests per day, networks, audit
-        history and effective rights."""
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        narrowing = incident.narrowing_plan(token) if incident.may_narrow(actor, token) else None
-        return self._render("tokens/detail.html", actor, row=token_row(actor, token),
-                            insight=insight.insight_for(token), narrowing=narrowing)
-
-    def _row_response(self, actor: Actor, token: ApiToken, **context):
-        return self._render("tokens/_row.html", actor, row=token_row(actor, token), **context)
-
-    # ------------------------------------------------------------------ create
-
-    def new(self):
-        actor = current_actor()
-        return self._render("tokens/new.html", actor, **self._form_context(actor, TokenForm()))
-
-    def create(self):
-        """Create, then show the secret once: rendered by this POST (never a redirect), not stored."""
-        actor = current_actor()
-        form = TokenForm.from_request(request.form)
-        try:
-            token, secret = lifecycle.create_token(actor, form.to_create_input(), expiry_field="expiration")
-        except FORM_ERRORS as error:
-            context = self._form_context(actor, form, error=error)
-            return self._render("tokens/new.html", actor, **context), FORM_ERROR_STATUS
-        return self._show_once(actor, token, secret, regenerated=False)
-
-    def _show_once(self, actor: Actor, token: ApiToken, secret: str, *, regenerated: bool):
-        filters = filters_from_args({})
-        html = self._index_page(actor, filters, secret=secret, secret_row=token_row(actor, token),
-                                regenerated=regenerated)
-        # The page now shows the list: a reload there (pushed by htmx for a boosted form) is a GET.
-        return html, 200, {**NO_STORE, "HX-Push-Url": self.urls.index()}
-
-    # ------------------------------------------------------------------ edit
-
-    def edit(self, token_id: str):
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        if not token_row(actor, token).may_edit:
-            raise PermissionDenied("Your role cannot edit this token")
-        return self._edit_response(actor, token, TokenForm.from_token(token))
-
-    def _edit_response(self, actor: Actor, token: ApiToken, form: TokenForm, error: ServiceError | None = None):
-        context = self._form_context(actor, form, token=token, error=error)
-        template = "tokens/_edit_row.html" if wants_fragment() else "tokens/edit.html"
-        html = self._render(template, actor, row=token_row(actor, token), **context)
-        return html, FORM_ERROR_STATUS if error is not None else 200
-
-    def update(self, token_id: str):
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        form = TokenForm.from_request(request.form)
-        try:
-            lifecycle.update_token(actor, token, form.to_update_input(), expiry_field="expiration")
-        except FORM_ERRORS as error:
-            return self._edit_response(actor, token, form, error)
-        return self._done(actor, token, f"Saved changes to “{token.name}”.")
-
-    def _done(self, actor: Actor, token: ApiToken, message: str):
-        """After an action: the changed row for htmx, else back to the list with a message."""
-        if wants_fragment():
-            return self._row_response(actor, token)
-        flash(message)
-        return redirect(safe_list_url(self.urls, request.form.get("next")))
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def deactivate(self, token_id: str):
-        actor = current_actor()
-        token = lifecycle.set_active(actor, access.get_token_for(actor, token_id), False)
-        return self._done(actor, token,
-                          f"Deactivated “{token.name}”. Requests with it are refused until you reactivate it.")
-
-    def reactivate(self, token_id: str):
-        actor = current_actor()
-        token = lifecycle.set_active(actor, access.get_token_for(actor, token_id), True)
-        return self._done(actor, token, f"Reactivated “{token.name}”.")
-
-    def confirm(self, token_id: str, action: str):
-        """The confirmation page a browser without JavaScript gets instead of the dialog."""
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        row = token_row(actor, token)
-        may = {"regenerate": row.may_regenerate, "revoke": row.may_revoke,
-               "end-grace": row.may_regenerate}[action]
-        if not may:
-            raise PermissionDenied(f"Your role cannot {action.replace('-', ' ')} this token")
-        if action == "end-grace" and row.grace_until is None:  # ended meanwhile: nothing to confirm
-            flash(f"The old value of “{token.name}” no longer works.")
-            return redirect(safe_list_url(self.urls, request.args.get("next")))
-        return self._render("tokens/confirm.html", actor, row=row, action=action,
-                            grace_choice=DEFAULT_GRACE, errors={})
-
-    def confirm_regenerate(self, token_id: str):
-        return self.confirm(token_id, "regenerate")
-
-    def confirm_revoke(self, token_id: str):
-        return self.confirm(token_id, "revoke")
-
-    def confirm_end_grace(self, token_id: str):
-        return self.confirm(token_id, "end-grace")
-
-    def regenerate(self, token_id: str):
-        """A new value, shown once; the old one stops now or after the chosen grace period."""
-        actor = current_actor()
-        token = access.get_token_for(actor, token_id)
-        grace_period = grace_period_from(request.form)
-        try:
-            token, secret = lifecycle.regenerate_token(actor, token, grace_period)
-        except FORM_ERRORS as error:
-            return self._regenerate_refused(actor, token, grace_period, error)
-        if wants_fragment():
-            html = self._render("tokens/_row.html", actor, row=token_row(actor, token), row_secret=secret)
-            return html, 200, NO_STORE
-        return self._show_once(actor, token, secret, regenerated=True)
-
-    def _regenerate_refused(self, actor: Actor, token: ApiToken, grace_period: str, error: ServiceError):
-        """Nothing changed: the dialog (htmx: the row with its dialog reopened) or the confirmation
-        page comes back with the choice as sent and the message beside the field."""
-        errors = dict(error.fields or {})
-        if not errors:
-            errors["grace_period"] = error.message
-        context = {"row": token_row(actor, token), "grace_choice": grace_period, "errors": errors}
-        if wants_fragment():
-            html = self._render("tokens/_row.html", actor, reopen_dialog="regenerate", **context)
-        else:
-            html = self._render("tokens/confirm.html", actor, action="regenerate", **context)
-        return html, FORM_ERROR_STATUS
-
-    def end_grace(self, token_id: str):
-        """The previous value (kept by a regeneration with a grace period) stops working now."""
-        actor = current_actor()
-        token = lifecycle.end_grace(actor, access.get_token_for(actor, token_id))
-        return self._done(actor, token, f"The old value of “{token.name}” no longer works.")
-
-    def revoke(self, token_id: str):
-        actor = current_actor()
-        token = lifecycle.revoke_token(actor, access.get_token_for(actor, token_id))
-        if wants_fragment():  # the row leaves the Active tab
-            return self._render("tokens/_revoked_row.html", actor, row=token_row(actor, token))
-        flash(f"Revoked “{token.name}”. It is listed under Deleted.")
-        return redirect(safe_list_url(self.urls, request.form.get("next")))
+    start = (filters.page - 1) * filters.per_page
+    return {
+        "rows": [token_row(actor, token) for token in items],
+        "filters": filters,
+        "total": total,
+        "pages": pages,
+        "first_shown": start + 1 if items else 0,
+        "last_shown": start + len(items),
+        "filter_args": lambda **changes: filter_args(filters, **changes),
+        "projects": list_projects(actor.organization_id),
+        "statuses": [s for s in STATUS_LABELS if (s == "revoked") == (filters.tab == "deleted")],
+        "token_types": TOKEN_TYPES,
+        "filtered": bool(filters.name or filters.type or filters.status or filters.project_id),
+        "list_url": list_url(**filter_args(filters)),
+    }
 
 
-# (rule under the prefix, endpoint, method, TokenPages method)
-ROUTES = (
-    ("", "tokens", "GET", "index"),
-    ("", "token_create", "POST", "create"),
-    ("/new", "token_new", "GET", "new"),
-    ("/<token_id>", "token_detail", "GET", "detail"),
-    ("/<token_id>/row", "token_row", "GET", "row"),
-    ("/<token_id>/edit", "token_edit", "GET", "edit"),
-    ("/<token_id>/edit", "token_update", "POST", "update"),
-    ("/<token_id>/deactivate", "token_deactivate", "POST", "deactivate"),
-    ("/<token_id>/reactivate", "token_reactivate", "POST", "reactivate"),
-    ("/<token_id>/regenerate", "token_confirm_regenerate", "GET", "confirm_regenerate"),
-    ("/<token_id>/regenerate", "token_regenerate", "POST", "regenerate"),
-    ("/<token_id>/revoke", "token_confirm_revoke", "GET", "confirm_revoke"),
-    ("/<token_id>/revoke", "token_revoke", "POST", "revoke"),
-    ("/<token_id>/end-grace", "token_confirm_end_grace", "GET", "confirm_end_grace"),
-    ("/<token_id>/end-grace", "token_end_grace", "POST", "end_grace"),
-)
+def _index_page(actor: Actor, filters: queries.TokenFilters, **extra) -> str:
+    org = actor.membership.organization
+    return render_page("tokens/index.html", actor, plan_required=org.plan == Plan.NONE,
+                       **_list_context(actor, filters), **extra)
 
 
-def register_token_pages(bp: Blueprint, url_prefix: str, *, layout: str,
-                         guard: Callable[[Callable], Callable]) -> TokenPages:
-    """Mount the token pages on `bp` under `url_prefix`; `guard` decorates every view (sign-in, role)."""
-    pages = TokenPages(blueprint=bp.name, layout=layout)
-    mount_routes(bp, url_prefix, ROUTES, pages, guard)
-    return pages
+def _form_context(actor: Actor, form: TokenForm, *, token: ApiToken | None = None,
+                  error: ServiceError | None = None) -> dict:
+    org = actor.membership.organization
+    role = token.creator.role if token is not None else actor.role
+    limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
+    fields = dict(error.fields) if error is not None else {}
+    may_create_canary = token is None and roles.can(actor.role, Capability.CREATE_CANARY_TOKENS)
+    shown = {"name", "description", "type", "project_id", "permissions", "scopes", "expiration",
+             "ip_allowlist"} | ({"canary"} if may_create_canary else set())
+    form_error = None
+    if error is not None:
+        unplaced = [message for key, message in fields.items() if key not in shown]
+        form_error = ("Please correct the fields marked below." if fields and not unplaced
+                      else "; ".join(unplaced) if unplaced else error.message)
+    return {
+        "form": form,
+        "token": token,
+        "errors": fields,
+        "form_error": form_error,
+        "org": org,
+        "plan_required": org.plan == Plan.NONE,
+        "free_plan_usage": (access.active_token_count(actor.membership.id), limit)
+        if org.plan == Plan.FREE and token is None else None,
+        "token_types": roles.allowed_token_types(actor.role),
+        "may_create_canary": may_create_canary,
+        "projects": list_projects(actor.organization_id),
+        "permission_choices": permission_choices(form),
+        "scope_choices": scope_choices(form),
+        "role_permissions": {p.value for p in roles.role_permissions(role)},
+        "role_scopes": {s.value for s in roles.role_scopes(role)},
+        "permission_hints": PERMISSION_HINTS,
+        "scope_hints": SCOPE_HINTS,
+        "expiration_options": EXPIRATION_OPTIONS,
+        "keep_expiry": KEEP_EXPIRY,
+    }
+
+
+def _row_response(actor: Actor, token: ApiToken, **context):
+    return render_page("tokens/_row.html", actor, row=token_row(actor, token), **context)
+
+
+# --------------------------------------------------------------------------- list
+
+
+@bp.get("")
+def index():
+    """The list (GET). An htmx filter, search or page request gets only the results table."""
+    actor = current_actor()
+    filters = filters_from_args(request.args)
+    if wants_fragment():
+        html = render_page("tokens/_table.html", actor, **_list_context(actor, filters))
+    else:
+        html = _index_page(actor, filters)
+    return html, 200, {"Vary": "HX-Request"}
+
+
+@bp.get("/<token_id>/row")
+def row(token_id: str):
+    """One row (the edit row's Cancel swaps it back)."""
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    return _row_response(actor, token)
+
+
+@bp.get("/<token_id>")
+def detail(token_id: str):
+    """The token's page: its fields, requests per day, networks, audit history and effective rights."""
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    narrowing = incident.narrowing_plan(token) if incident.may_narrow(actor, token) else None
+    return render_page("tokens/detail.html", actor, row=token_row(actor, token),
+                       insight=insight.insight_for(token), narrowing=narrowing)
+
+
+# --------------------------------------------------------------------------- create
+
+
+@bp.get("/new")
+def new():
+    actor = current_actor()
+    return render_page("tokens/new.html", actor, **_form_context(actor, TokenForm()))
+
+
+@bp.post("")
+def create():
+    """Create, then show the secret once: rendered by this POST (never a redirect), not stored."""
+    actor = current_actor()
+    form = TokenForm.from_request(request.form)
+    try:
+        token, secret = lifecycle.create_token(actor, form.to_create_input(), expiry_field="expiration")
+    except FORM_ERRORS as error:
+        context = _form_context(actor, form, error=error)
+        return render_page("tokens/new.html", actor, **context), FORM_ERROR_STATUS
+    return _show_once(actor, token, secret, regenerated=False)
+
+
+def _show_once(actor: Actor, token: ApiToken, secret: str, *, regenerated: bool):
+    filters = filters_from_args({})
+    html = _index_page(actor, filters, secret=secret, secret_row=token_row(actor, token),
+                       regenerated=regenerated)
+    # The page now shows the list: a reload there (pushed by htmx for a boosted form) is a GET.
+    return html, 200, {**NO_STORE, "HX-Push-Url": list_url()}
+
+
+# --------------------------------------------------------------------------- edit
+
+
+@bp.get("/<token_id>/edit")
+def edit(token_id: str):
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    if not token_row(actor, token).may_edit:
+        raise PermissionDenied("Your role cannot edit this token")
+    return _edit_response(actor, token, TokenForm.from_token(token))
+
+
+def _edit_response(actor: Actor, token: ApiToken, form: TokenForm, error: ServiceError | None = None):
+    context = _form_context(actor, form, token=token, error=error)
+    template = "tokens/_edit_row.html" if wants_fragment() else "tokens/edit.html"
+    html = render_page(template, actor, row=token_row(actor, token), **context)
+    return html, FORM_ERROR_STATUS if error is not None else 200
+
+
+@bp.post("/<token_id>/edit")
+def update(token_id: str):
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    form = TokenForm.from_request(request.form)
+    try:
+        lifecycle.update_token(actor, token, form.to_update_input(), expiry_field="expiration")
+    except FORM_ERRORS as error:
+        return _edit_response(actor, token, form, error)
+    return _done(actor, token, f"Saved changes to “{token.name}”.")
+
+
+def _done(actor: Actor, token: ApiToken, message: str):
+    """After an action: the changed row for htmx, else back to the list with a message."""
+    if wants_fragment():
+        return _row_response(actor, token)
+    flash(message)
+    return redirect(safe_list_url(request.form.get("next")))
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@bp.post("/<token_id>/deactivate")
+def deactivate(token_id: str):
+    actor = current_actor()
+    token = lifecycle.set_active(actor, access.get_token_for(actor, token_id), False)
+    return _done(actor, token,
+                 f"Deactivated “{token.name}”. Requests with it are refused until you reactivate it.")
+
+
+@bp.post("/<token_id>/reactivate")
+def reactivate(token_id: str):
+    actor = current_actor()
+    token = lifecycle.set_active(actor, access.get_token_for(actor, token_id), True)
+    return _done(actor, token, f"Reactivated “{token.name}”.")
+
+
+def _confirm(token_id: str, action: str):
+    """The confirmation page a browser without JavaScript gets instead of the dialog."""
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    row = token_row(actor, token)
+    may = {"regenerate": row.may_regenerate, "revoke": row.may_revoke,
+           "end-grace": row.may_regenerate}[action]
+    if not may:
+        raise PermissionDenied(f"Your role cannot {action.replace('-', ' ')} this token")
+    if action == "end-grace" and row.grace_until is None:  # ended meanwhile: nothing to confirm
+        flash(f"The old value of “{token.name}” no longer works.")
+        return redirect(safe_list_url(request.args.get("next")))
+    return render_page("tokens/confirm.html", actor, row=row, action=action,
+                       grace_choice=DEFAULT_GRACE, errors={})
+
+
+@bp.get("/<token_id>/regenerate")
+def confirm_regenerate(token_id: str):
+    return _confirm(token_id, "regenerate")
+
+
+@bp.get("/<token_id>/revoke")
+def confirm_revoke(token_id: str):
+    return _confirm(token_id, "revoke")
+
+
+@bp.get("/<token_id>/end-grace")
+def confirm_end_grace(token_id: str):
+    return _confirm(token_id, "end-grace")
+
+
+@bp.post("/<token_id>/regenerate")
+def regenerate(token_id: str):
+    """A new value, shown once; the old one stops now or after the chosen grace period."""
+    actor = current_actor()
+    token = access.get_token_for(actor, token_id)
+    grace_period = grace_period_from(request.form)
+    try:
+        token, secret = lifecycle.regenerate_token(actor, token, grace_period)
+    except FORM_ERRORS as error:
+        return _regenerate_refused(actor, token, grace_period, error)
+    if wants_fragment():
+        html = render_page("tokens/_row.html", actor, row=token_row(actor, token), row_secret=secret)
+        return html, 200, NO_STORE
+    return _show_once(actor, token, secret, regenerated=True)
+
+
+def _regenerate_refused(actor: Actor, token: ApiToken, grace_period: str, error: ServiceError):
+    """Nothing changed: the dialog (htmx: the row with its dialog reopened) or the confirmation
+    page comes back with the choice as sent and the message beside the field."""
+    errors = dict(error.fields or {})
+    if not errors:
+        errors["grace_period"] = error.message
+    context = {"row": token_row(actor, token), "grace_choice": grace_period, "errors": errors}
+    if wants_fragment():
+        html = render_page("tokens/_row.html", actor, reopen_dialog="regenerate", **context)
+    else:
+        html = render_page("tokens/confirm.html", actor, action="regenerate", **context)
+    return html, FORM_ERROR_STATUS
+
+
+@bp.post("/<token_id>/end-grace")
+def end_grace(token_id: str):
+    """The previous value (kept by a regeneration with a grace period) stops working now."""
+    actor = current_actor()
+    token = lifecycle.end_grace(actor, access.get_token_for(actor, token_id))
+    return _done(actor, token, f"The old value of “{token.name}” no longer works.")
+
+
+@bp.post("/<token_id>/revoke")
+def revoke(token_id: str):
+    actor = current_actor()
+    token = lifecycle.revoke_token(actor, access.get_token_for(actor, token_id))
+    if wants_fragment():  # the row leaves the Active tab
+        return render_page("tokens/_revoked_row.html", actor, row=token_row(actor, token))
+    flash(f"Revoked “{token.name}”. It is listed under Deleted.")
+    return redirect(safe_list_url(request.form.get("next")))
