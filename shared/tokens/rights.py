@@ -120,12 +120,14 @@ class Refusal:
 
 
 def role_refusal(role: str | None, pair: Pair, whose: str = "Your role") -> Refusal | None:
-    """Why `role` can never hold `pair`, or None. Unknown labels are never refused: they are kept
-    and shown, and grant nothing anyway."""
+    """Why `role` can never hold `pair`, or None. A pair with an unknown label is never refused:
+    it is kept and shown, and grants nothing anyway."""
+    if not is_known(pair):
+        return None
     scope, permission = pair
-    if scope in roles.KNOWN_SCOPES and scope not in roles.role_scopes(role):
+    if scope not in roles.role_scopes(role):
         return Refusal(f"{whose} ({role}) does not include the {scope} scope", True)
-    if permission in roles.KNOWN_PERMISSIONS and permission not in roles.role_permissions(role):
+    if permission not in roles.role_permissions(role):
         return Refusal(f"{whose} ({role}) does not include the {permission} permission", False)
     return None
 
