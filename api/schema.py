@@ -210,7 +210,8 @@ class Mapping(Field):
         if not isinstance(value, dict):
             raise FieldError("Must be an object")
         if len(value) < self.min_properties:
-            raise FieldError(f"At least {self.min_properties} entr{'ies' if self.min_properties != 1 else 'y'}")
+            raise FieldError(f"At least {self.min_properties} "
+                             f"entr{'ies' if self.min_properties != 1 else 'y'}")
         if len(value) > self.max_properties:
             raise FieldError(f"At most {self.max_properties} entries")
         names = String(max_length=self.key_max_length, min_length=1)
@@ -267,7 +268,9 @@ class Body:
             return self.shapes[0][0], f"Give {self._alternatives()}, not both"
         if self.shape_required and not (present and all(name in payload for name in present[0])):
             missing = [name for name in present[0] if name not in payload] if present else []
-            return (missing[0], "Required") if missing else (self.shapes[0][0], f"Give {self._alternatives()}")
+            if missing:
+                return missing[0], "Required"
+            return self.shapes[0][0], f"Give {self._alternatives()}"
         return None
 
     def _alternatives(self) -> str:

@@ -54,7 +54,8 @@ CREATE_TOKEN = Body({
                       "nothing and raises token.canary_used whenever it is presented", default=False),
 }, required=("name",), name="TokenCreate", shapes=RIGHTS_SHAPES, shape_required=True)
 # An edit replaces the rights; one list of the older shape alone combines with the token's other list.
-UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name="TokenUpdate", shapes=RIGHTS_SHAPES)
+UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name="TokenUpdate",
+                    shapes=RIGHTS_SHAPES)
 
 
 @endpoint("GET", "/me", summary="Introspect the calling token", scope=None, tag="tokens",

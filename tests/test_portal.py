@@ -182,7 +182,8 @@ def _use(public_id: str, when: datetime) -> None:
     ({"rights": ["billing read"]}, "rights", "does not include the billing scope"),
     ({"rights": ["documents"]}, "rights", "Choose rights from the grid"),
     # A form of the older shape (lists of scopes and permissions) gets its errors by list.
-    ({"rights": [], "scopes": ["documents"], "permissions": []}, "permissions", "Choose at least one permission"),
+    ({"rights": [], "scopes": ["documents"], "permissions": []}, "permissions",
+     "Choose at least one permission"),
     ({"rights": [], "scopes": ["billing"], "permissions": ["read"]}, "scopes",
      "does not include the billing scope"),
     ({"type": "organization"}, "type", "Your role can only create personal tokens"),
@@ -206,7 +207,8 @@ def test_the_form_keeps_what_was_typed(client, editor):
     page = html(post_create(client, name="Keep me", description="Notes", ip_allowlist="10.0.0.0/33",
                             rights=["documents read", "templates write"]))
     assert 'value="Keep me"' in page and ">Notes</textarea>" in page and "10.0.0.0/33</textarea>" in page
-    assert re.findall(r'name="rights" value="([^"]+)"\s+checked', page) == ["documents read", "templates write"]
+    checked = re.findall(r'name="rights" value="([^"]+)"\s+checked', page)
+    assert checked == ["documents read", "templates write"]
 
 
 @pytest.mark.parametrize(("policy", "fields", "field", "message"), [

@@ -69,7 +69,8 @@ def test_a_permission_held_on_one_scope_is_not_held_on_another(client, make, own
     refused = client.post("/api/v1/documents", json={"title": "x"}, headers=issued.headers)
     assert refused.status_code == 403
     assert refused.get_json()["error"] == {
-        "code": "insufficient_permission", "message": "The token does not have the write permission on documents",
+        "code": "insufficient_permission",
+        "message": "The token does not have the write permission on documents",
         "required": {"scope": "documents", "permission": "write"}}
     scope_refused = client.get("/api/v1/templates", headers=issued.headers)
     assert scope_refused.get_json()["error"]["code"] == "insufficient_scope"
@@ -136,7 +137,8 @@ def test_unknown_labels_are_kept_and_shown_and_grant_nothing(client, owner_key):
 
 def test_an_edit_replaces_the_rights(client, make, owner, owner_key):
     target = make.token(owner, rights={"documents": ["read"], "templates": ["read"]})
-    response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers, json={"rights": PER_SCOPE})
+    response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers,
+                            json={"rights": PER_SCOPE})
     assert response.status_code == 200 and response.get_json()["rights"] == PER_SCOPE
     assert make.get_token(target.id).rights == PER_SCOPE
     [updated] = make.audit("token.updated")
@@ -150,9 +152,11 @@ def test_an_edit_in_the_older_shape_combines_one_list_with_the_token_s_other(cli
     response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers,
                             json={"scopes": ["documents", "templates"]})
     assert response.get_json()["rights"] == {"documents": ["read", "write"], "templates": ["read", "write"]}
-    response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers, json={"permissions": ["read"]})
+    response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers,
+                            json={"permissions": ["read"]})
     assert response.get_json()["rights"] == {"documents": ["read"], "templates": ["read"]}
-    response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers, json={"name": "renamed"})
+    response = client.patch(f"/api/v1/tokens/{target.id}", headers=owner_key.headers,
+                            json={"name": "renamed"})
     assert response.get_json()["rights"] == {"documents": ["read"], "templates": ["read"]}  # rights untouched
 
 
@@ -197,7 +201,8 @@ def test_a_token_grants_only_the_pairs_it_holds(client, make, owner):
     assert fields_of(elsewhere) == {"rights": "The calling token does not hold the templates scope"}
     # The older shape's cross product holds projects write: refused, on the list that asked for it.
     square = create(client, key, scopes=["documents", "projects"], permissions=["read", "write"])
-    assert fields_of(square) == {"permissions": "The calling token does not hold the write permission on projects"}
+    assert fields_of(square) == {
+        "permissions": "The calling token does not hold the write permission on projects"}
     assert create(client, key, rights=PER_SCOPE).status_code == 201
     assert create(client, key, rights={"documents": ["write"], "projects": ["read"]}).status_code == 201
 
@@ -207,7 +212,8 @@ def test_a_token_cannot_widen_a_token_pair_by_pair(client, make, owner):
     target = make.token(owner, rights={"documents": ["read"]})
     widened = client.patch(f"/api/v1/tokens/{target.id}", headers=key.headers,
                            json={"rights": {"documents": ["read"], "projects": ["write"]}})
-    assert fields_of(widened) == {"rights": "The calling token does not hold the write permission on projects"}
+    assert fields_of(widened) == {
+        "rights": "The calling token does not hold the write permission on projects"}
     assert make.get_token(target.id).rights == {"documents": ["read"]}
 
 
@@ -264,11 +270,13 @@ def test_events_and_the_audit_log_carry_the_rights(client, make, owner_key):
 
 def test_the_openapi_document_describes_both_shapes(client, owner_key):
     document = client.get("/api/v1/openapi.json").get_json()
-    create_body = document["paths"]["/api/v1/tokens"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    create_body = document["paths"]["/api/v1/tokens"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
     assert create_body["properties"]["rights"]["type"] == "object"
     assert create_body["properties"]["rights"]["additionalProperties"]["type"] == "array"
     assert create_body["required"] == ["name"]
-    assert [alternative["required"] for alternative in create_body["oneOf"]] == [["rights"], ["scopes", "permissions"]]
+    assert [alternative["required"] for alternative in create_body["oneOf"]] == [
+        ["rights"], ["scopes", "permissions"]]
     update_body = document["paths"]["/api/v1/tokens/{token_id}"]["patch"]["requestBody"]["content"][
         "application/json"]["schema"]
     assert "not" in update_body and "oneOf" not in update_body

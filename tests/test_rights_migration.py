@@ -61,8 +61,9 @@ def _write_old_tokens(connection) -> dict[str, str]:
     """Rows as the schema at 0006 held them; returns each token's secret by name."""
     from shared.tokens.format import generate_secret, hash_secret
 
-    org = _insert(connection, "organizations", name="Old Org", slug="old-org", plan="business", credit_balance=0,
-                  policy_allow_no_expiry=True, policy_require_allowlist=False, created_at=NOW)
+    org = _insert(connection, "organizations", name="Old Org", slug="old-org", plan="business",
+                  credit_balance=0, policy_allow_no_expiry=True, policy_require_allowlist=False,
+                  created_at=NOW)
     creators = {}
     for role in ("owner", "editor"):
         user = _insert(connection, "users", email=f"{role}@old.test", display_name=role, password_hash="x",
@@ -73,11 +74,12 @@ def _write_old_tokens(connection) -> dict[str, str]:
     for n, (name, creator, scopes, permissions, _) in enumerate(OLD_TOKENS):
         secrets[name] = generate_secret()
         token = _insert(connection, "api_tokens", public_id=f"tok_{n:016x}", organization_id=org,
-                        created_by_membership_id=creators[creator], type="personal", name=name, description="",
-                        permissions=permissions, scopes=scopes, ip_allowlist=[],
-                        token_hash=hash_secret(secrets[name]), display_suffix=secrets[name][-4:], created_at=NOW,
-                        updated_at=NOW, expires_at=NOW + timedelta(days=3650), is_active=True, usage_count=0,
-                        documents_processed=0, is_canary=False, canary_trips=0)
+                        created_by_membership_id=creators[creator], type="personal", name=name,
+                        description="", permissions=permissions, scopes=scopes, ip_allowlist=[],
+                        token_hash=hash_secret(secrets[name]), display_suffix=secrets[name][-4:],
+                        created_at=NOW, updated_at=NOW, expires_at=NOW + timedelta(days=3650),
+                        is_active=True, usage_count=0, documents_processed=0, is_canary=False,
+                        canary_trips=0)
         # Rows that point at the token survive the change of its table.
         _insert(connection, "documents", organization_id=org, title=f"by {name}", body="", status="draft",
                 created_by_token_id=token, created_at=NOW, updated_at=NOW)
@@ -131,6 +133,11 @@ def test_upgrade_gives_every_old_token_exactly_the_same_rights(old_database, app
         "scope": "templates", "permission": "read"}
 
 
+def _json(value):
+    """A JSON column read with plain SQL: text on SQLite, decoded already by psycopg."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def test_downgrade_never_widens_a_token(old_database, app_with):
     from shared.core.extensions import db
 
@@ -142,15 +149,18 @@ def test_downgrade_never_widens_a_token(old_database, app_with):
 
     factory = Factory(app)
     owner = factory.member(factory.org(), "owner")
-    per_scope = factory.token(owner, name="per scope", rights={"documents": ["read", "write"], "projects": ["read"]})
-    square = factory.token(owner, name="square", scopes=["documents", "templates"], permissions=["read", "delete"])
+    per_scope = factory.token(owner, name="per scope",
+                              rights={"documents": ["read", "write"], "projects": ["read"]})
+    square = factory.token(owner, name="square", scopes=["documents", "templates"],
+                           permissions=["read", "delete"])
     with app.app_context():
         downgrade(directory=MIGRATIONS, revision="0006")
-        rows = {row.public_id: (json.loads(row.scopes) if isinstance(row.scopes, str) else row.scopes,
-                                json.loads(row.permissions) if isinstance(row.permissions, str) else row.permissions)
-                for row in db.session.execute(sa.text("SELECT public_id, scopes, permissions FROM api_tokens"))}
+        query = sa.text("SELECT public_id, scopes, permissions FROM api_tokens")
+        rows = {row.public_id: (_json(row.scopes), _json(row.permissions))
+                for row in db.session.execute(query)}
         db.session.remove()
         db.engine.dispose()
     # Lists can only say a cross product: only what it holds on every scope survives.
     assert rows[per_scope.id] == (["documents", "projects"], ["read"])
-    assert rows[square.id] == (["documents", "templates"], ["read", "delete"])  # a cross product comes back whole
+    # A cross product comes back whole.
+    assert rows[square.id] == (["documents", "templates"], ["read", "delete"])

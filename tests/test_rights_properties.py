@@ -137,7 +137,7 @@ def test_a_narrowed_token_may_do_no_more_than_before(held, role, used):
 # --------------------------------------------------------------------------- the older shape
 
 
-LABEL_LISTS = dict(min_size=1, max_size=6, unique=True)
+LABEL_LISTS = {"min_size": 1, "max_size": 6, "unique": True}
 
 
 @EXAMPLES
@@ -165,7 +165,8 @@ def test_the_older_shape_allows_what_it_always_allowed(scopes, permissions, role
 @given(held=RIGHTS, scopes=st.none() | st.lists(SCOPES, **LABEL_LISTS),
        permissions=st.none() | st.lists(PERMISSIONS, **LABEL_LISTS))
 def test_an_edit_with_one_list_combines_it_with_the_token_s_other_list(held, scopes, permissions):
-    body = {key: value for key, value in (("scopes", scopes), ("permissions", permissions)) if value is not None}
+    body = {key: value for key, value in (("scopes", scopes), ("permissions", permissions))
+            if value is not None}
     data = parse_token_payload(body, creating=False)
     data.resolve_rights(held)
     if not body:
@@ -235,7 +236,8 @@ def test_a_role_can_grant_a_pair_exactly_when_it_holds_it(role, asked):
 def test_the_policy_allows_a_pair_by_its_scope(allowed, asked):
     from shared.models import Organization
 
-    org = Organization(policy_allowed_scopes=allowed, policy_allow_no_expiry=True, policy_require_allowlist=False)
+    org = Organization(policy_allowed_scopes=allowed, policy_allow_no_expiry=True,
+                       policy_require_allowlist=False)
     errors = FieldErrors()
     access.check_policy(org, TokenInput(rights=asked), errors, expiry_field="expires_at")
     assert bool(errors.errors) == (allowed is not None and not set(asked) <= set(allowed))

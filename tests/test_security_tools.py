@@ -522,7 +522,8 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     # Exactly the pairs used stay; unknown labels grant nothing and are kept; the rest is gone.
-    assert body["rights"] == {"documents": ["read"], "projects": ["read"], "x-team": ["read", "write", "delete"]}
+    assert body["rights"] == {"documents": ["read"], "projects": ["read"],
+                              "x-team": ["read", "write", "delete"]}
 
     assert client.get("/api/v1/documents", headers=token.headers).status_code == 200
     assert client.get("/api/v1/projects", headers=token.headers).status_code == 200

@@ -40,7 +40,8 @@ def _tokens(*columns):
 
 def upgrade():
     # A row written without rights (by code older than this revision) grants nothing.
-    op.add_column('api_tokens', sa.Column('rights', sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
+    op.add_column('api_tokens', sa.Column('rights', sa.JSON(), nullable=False,
+                                          server_default=sa.text("'{}'")))
     tokens = _tokens(sa.column('scopes', sa.JSON()), sa.column('permissions', sa.JSON()),
                      sa.column('rights', sa.JSON()))
     connection = op.get_bind()
@@ -58,7 +59,8 @@ def downgrade():
     # some; none gains any).
     op.add_column('api_tokens', sa.Column('permissions', sa.JSON(), nullable=False,
                                           server_default=sa.text("'[]'")))
-    op.add_column('api_tokens', sa.Column('scopes', sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
+    op.add_column('api_tokens', sa.Column('scopes', sa.JSON(), nullable=False,
+                                          server_default=sa.text("'[]'")))
     tokens = _tokens(sa.column('scopes', sa.JSON()), sa.column('permissions', sa.JSON()),
                      sa.column('rights', sa.JSON()))
     connection = op.get_bind()

@@ -418,9 +418,9 @@ def narrowing_plan(token: ApiToken, days: int = OBSERVED_DAYS) -> NarrowPlan:
                      if rights.decide(token, scope, method).allowed)
     if not used:
         return NarrowPlan(used, dict(token.rights), {})
-    keep = rights.narrowed(token.rights, {(scope, rights.method_permission(method)) for scope, method in used})
-    remove = rights.from_pairs((scope, permission) for scope, held in token.rights.items() for permission in held
-                               if permission not in keep.get(scope, ()))
+    keep = rights.narrowed(token.rights, {(scope, rights.method_permission(method))
+                                          for scope, method in used})
+    remove = rights.from_pairs(rights.pairs(token.rights) - rights.pairs(keep))  # only known pairs go
     return NarrowPlan(used, keep, remove)
 
 
@@ -456,6 +456,7 @@ def narrow_token(actor: Actor, token: ApiToken) -> ApiToken:
             token.updated_at = clock.now()
             session.add(token)
             audit.record(actor, token.organization_id, "token.narrowed", "token", token.public_id,
-                         {"name": token.name, "days": OBSERVED_DAYS, "removed": plan.remove, "kept": plan.keep})
+                         {"name": token.name, "days": OBSERVED_DAYS, "removed": plan.remove,
+                          "kept": plan.keep})
             outbox.emit("token.updated", token.organization_id, token.id, {"token": summary.token_summary(token)})
     return token

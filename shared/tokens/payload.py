@@ -311,8 +311,9 @@ def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
         raise InvalidRequest("The body must be a JSON object", fields={"body": "Expected a JSON object"})
     errors = FieldErrors()
     data = TokenInput()
-    known = {"name", "description", "type", "project_id", "rights", "permissions", "scopes", "expires_in_days",
-             "expires_at", "ip_allowlist", "is_active"} | ({"canary"} if creating else set())
+    known = {"name", "description", "type", "project_id", "rights", "permissions", "scopes",
+             "expires_in_days", "expires_at", "ip_allowlist", "is_active"}
+    known |= {"canary"} if creating else set()
     for unknown in sorted(set(payload) - known):
         errors.add(unknown, "Unknown field")
     if creating or "name" in payload:

@@ -31,7 +31,8 @@ def sign_in(page: Page, member) -> None:
 def call(server, secret: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(server.url + path, method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
+                                     headers={"Authorization": f"Bearer {secret}",
+                                              "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -72,7 +73,8 @@ def check_the_token_writes_documents_and_only_reads_projects(server, secret: str
     assert status == 403 and body["error"]["required"] == {"scope": "templates", "permission": "read"}
 
 
-def test_the_grid_makes_a_token_that_writes_documents_and_only_reads_projects(page, editor, server, screenshot):
+def test_the_grid_makes_a_token_that_writes_documents_and_only_reads_projects(page, editor, server,
+                                                                              screenshot):
     sign_in(page, editor)
     secret = generate_with_the_grid(page, server, "Docs sync")
     check_the_token_writes_documents_and_only_reads_projects(server, secret)
