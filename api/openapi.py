@@ -34,8 +34,12 @@ RESPONSES = {
         "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
         "type": {"type": "string", "enum": ["personal", "organization", "project"]},
         "project_id": {"type": "integer", "nullable": True},
-        "permissions": {"type": "array", "items": {"type": "string"}},
-        "scopes": {"type": "array", "items": {"type": "string"}},
+        "rights": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                   "description": "For each scope, the permissions the token has there"},
+        "permissions": {"type": "array", "items": {"type": "string"},
+                        "description": "Every permission the token has on some scope (older shape)"},
+        "scopes": {"type": "array", "items": {"type": "string"},
+                   "description": "The scopes the token has any permission on (older shape)"},
         "ip_allowlist": {"type": "array", "items": {"type": "string"}},
         "masked": {"type": "string"},
         "status": {"type": "string", "enum": ["active", "inactive", "expired", "revoked"]},
@@ -156,7 +160,7 @@ def build_document() -> dict:
         "openapi": "3.0.3",
         "info": {"title": "Keyward API", "version": "1.0.0",
                  "description": "Tokens act as their creator: rights are the creator's current role ∩ the "
-                                "token's permissions ∩ scopes ∩ project binding ∩ visibility. "
+                                "token's permissions on the scope ∩ project binding ∩ visibility. "
                                 f"Known scopes: {', '.join(KNOWN_SCOPES)}."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],

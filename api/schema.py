@@ -191,18 +191,90 @@ class Array(Field):
 
 
 @dataclass
+class Mapping(Field):
+    """A JSON object of names to values (names are checked by the service that uses them)."""
+
+    values: Field = field(default_factory=lambda: String(max_length=50))
+    min_properties: int = 0
+    max_properties: int = 50
+    key_max_length: int = 50
+
+    def _schema(self) -> dict:
+        schema: dict = {"type": "object", "additionalProperties": self.values.openapi(),
+                        "maxProperties": self.max_properties}
+        if self.min_properties:
+            schema["minProperties"] = self.min_properties
+        return schema
+
+    def _from_json(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise FieldError("Must be an object")
+        if len(value) < self.min_properties:
+            raise FieldError(f"At least {self.min_properties} "
+                             f"entr{'ies' if self.min_properties != 1 else 'y'}")
+        if len(value) > self.max_properties:
+            raise FieldError(f"At most {self.max_properties} entries")
+        names = String(max_length=self.key_max_length, min_length=1)
+        parsed = {}
+        for key, item in value.items():
+            try:
+                name = names.from_json(key)
+            except FieldError as error:
+                raise FieldError(f"Each name: {'must not be empty' if not key else error}") from None
+            try:
+                parsed[name] = self.values.from_json(item)
+            except FieldError as error:
+                raise FieldError(f"{name}: {error}") from None
+        return parsed
+
+
+@dataclass
 class Body:
+    """A JSON object body. `shapes`: alternative groups of fields that say the same thing in two
+    ways (e.g. rights, or scopes + permissions); fields of two groups never come together, and with
+    `shape_required` one group must be complete."""
+
     fields: dict[str, Field]
     required: tuple[str, ...] = ()
     name: str = ""
     optional: bool = False  # the request may have no body at all (then every field is absent)
+    shapes: tuple[tuple[str, ...], ...] = ()
+    shape_required: bool = False
 
     def openapi(self) -> dict:
         schema: dict = {"type": "object", "additionalProperties": False,
                         "properties": {key: f.openapi() for key, f in self.fields.items()}}
         if self.required:
             schema["required"] = list(self.required)
+        if self.shapes:
+            schema.update(self._shapes_openapi())
         return schema
+
+    def _shapes_openapi(self) -> dict:
+        def any_of(names: tuple[str, ...]) -> dict:
+            return {"anyOf": [{"required": [name]} for name in names]}
+
+        if self.shape_required:  # exactly one group, complete, and nothing of the others
+            return {"oneOf": [{"required": list(group), "not": any_of(tuple(
+                name for other in self.shapes if other is not group for name in other))}
+                for group in self.shapes]}
+        mixes = [{"allOf": [any_of(first), any_of(second)]}
+                 for i, first in enumerate(self.shapes) for second in self.shapes[i + 1:]]
+        return {"not": mixes[0] if len(mixes) == 1 else {"anyOf": mixes}}
+
+    def _shape_error(self, payload: dict) -> tuple[str, str] | None:
+        present = [group for group in self.shapes if any(name in payload for name in group)]
+        if len(present) > 1:
+            return self.shapes[0][0], f"Give {self._alternatives()}, not both"
+        if self.shape_required and not (present and all(name in payload for name in present[0])):
+            missing = [name for name in present[0] if name not in payload] if present else []
+            if missing:
+                return missing[0], "Required"
+            return self.shapes[0][0], f"Give {self._alternatives()}"
+        return None
+
+    def _alternatives(self) -> str:
+        return ", or ".join(" and ".join(group) for group in self.shapes)
 
     def parse(self, payload: Any) -> dict:
         if not isinstance(payload, dict):
@@ -212,6 +284,8 @@ class Body:
         for key in payload:
             if key not in self.fields:
                 errors[str(key)[:50]] = "Unknown field"
+        if self.shapes and (shape_error := self._shape_error(payload)):
+            errors[shape_error[0]] = shape_error[1]
         for key, spec in self.fields.items():
             if key not in payload:
                 if key in self.required:

@@ -52,7 +52,7 @@ def transfer_token(token_id: str, body: dict):
 
 
 @endpoint("POST", "/tokens/<token_id>/narrow",
-          summary="Remove the scopes and permissions the token did not use in the last 30 days",
+          summary="Keep only the scope × permission pairs the token used in the last 30 days",
           scope="tokens", tag="tokens", responses={200: "Token", **ERRORS})
 def narrow_token(token_id: str):
     actor = current_actor()

@@ -10,6 +10,7 @@ from api.schema import (
     Body,
     Boolean,
     Integer,
+    Mapping,
     Moment,
     String,
     endpoint,
@@ -30,21 +31,31 @@ _labels = dict(items=String(max_length=50, min_length=1), min_items=1, max_items
 TOKEN_FIELDS = {
     "name": String("1–100 characters, no control characters", min_length=1, max_length=100),
     "description": String("At most 500 characters", max_length=500, nullable=True),
-    "permissions": Array(f"Known: {', '.join(roles.KNOWN_PERMISSIONS)}", **_labels),
-    "scopes": Array(f"Known: {', '.join(roles.KNOWN_SCOPES)}", **_labels),
+    "rights": Mapping(
+        "For each scope, the permissions the token has there, e.g. "
+        '{"documents": ["read", "write"], "projects": ["read"]}. '
+        f"Known scopes: {', '.join(roles.KNOWN_SCOPES)}; known permissions: "
+        f"{', '.join(roles.KNOWN_PERMISSIONS)}. Unknown labels are kept and grant nothing.",
+        values=Array(**_labels), min_properties=1, max_properties=token_payload.MAX_RIGHTS_SCOPES),
+    "permissions": Array(f"Older shape, with scopes: every permission on every scope. "
+                         f"Known: {', '.join(roles.KNOWN_PERMISSIONS)}", **_labels),
+    "scopes": Array(f"Older shape, with permissions. Known: {', '.join(roles.KNOWN_SCOPES)}", **_labels),
     "expires_in_days": Integer("Lifetime in days", minimum=1, maximum=3650, nullable=True),
     "expires_at": Moment("Expiry; null for never", nullable=True),
     "ip_allowlist": Array("IPv4/IPv6 addresses or CIDR ranges",
                           items=String(max_length=64), max_items=token_payload.MAX_ALLOWLIST_ENTRIES, nullable=True),
 }
+RIGHTS_SHAPES = (("rights",), ("scopes", "permissions"))  # the same thing said two ways, never both
 CREATE_TOKEN = Body({
     **TOKEN_FIELDS,
     "type": String("Token type", choices=TOKEN_TYPES, default=TokenType.PERSONAL),
     "project_id": identifier("Project of a project token", nullable=True),
     "canary": Boolean("A canary (owners, admins, security managers): an organization token that grants "
                       "nothing and raises token.canary_used whenever it is presented", default=False),
-}, required=("name", "permissions", "scopes"), name="TokenCreate")
-UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name="TokenUpdate")
+}, required=("name",), name="TokenCreate", shapes=RIGHTS_SHAPES, shape_required=True)
+# An edit replaces the rights; one list of the older shape alone combines with the token's other list.
+UPDATE_TOKEN = Body({**TOKEN_FIELDS, "is_active": Boolean("Active flag")}, name="TokenUpdate",
+                    shapes=RIGHTS_SHAPES)
 
 
 @endpoint("GET", "/me", summary="Introspect the calling token", scope=None, tag="tokens",

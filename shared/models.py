@@ -282,8 +282,10 @@ class ApiToken(db.Model):
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str] = mapped_column(String(500), default="")
-    permissions: Mapped[list[str]] = mapped_column(JSON)
-    scopes: Mapped[list[str]] = mapped_column(JSON)
+    # For each scope, the permissions the token holds there: {"documents": ["read", "write"]}.
+    # The only record of what it may do (shared.tokens.rights); the token object derives its
+    # `scopes` and `permissions` from it.
+    rights: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     ip_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     display_suffix: Mapped[str] = mapped_column(String(4))

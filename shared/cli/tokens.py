@@ -7,6 +7,7 @@ from flask.cli import AppGroup
 
 from shared.audit.record import Actor
 from shared.cli.common import reports_service_errors
+from shared.core.validation import FieldErrors
 from shared.identity import accounts
 from shared.models import TOKEN_TYPES, TokenType
 from shared.orgs import organizations
@@ -20,23 +21,34 @@ cli = AppGroup("tokens", help="API tokens.")
 @click.option("--org", "org_slug", required=True)
 @click.option("--user", "email", required=True)
 @click.option("--name", required=True)
-@click.option("--scopes", required=True, help="comma-separated")
-@click.option("--permissions", required=True, help="comma-separated")
+@click.option("--rights", help='per scope: "documents:read,write;projects:read"')
+@click.option("--scopes", help="comma-separated; with --permissions: every permission on every scope")
+@click.option("--permissions", help="comma-separated; with --scopes")
 @click.option("--type", "kind", type=click.Choice(TOKEN_TYPES), default=TokenType.PERSONAL.value)
 @click.option("--project", "project_name")
 @click.option("--expires-in-days", type=int)
 @click.option("--no-expiry", is_flag=True)
 @click.option("--description", default="")
 @reports_service_errors
-def create(org_slug, email, name, scopes, permissions, kind, project_name, expires_in_days, no_expiry,
+def create(org_slug, email, name, rights, scopes, permissions, kind, project_name, expires_in_days, no_expiry,
            description):
     """Create a token; prints only the secret on stdout."""
     if expires_in_days is not None and no_expiry:
         raise click.UsageError("Give --expires-in-days or --no-expiry, not both")
+    if rights is not None and (scopes is not None or permissions is not None):
+        raise click.UsageError("Give --rights, or --scopes with --permissions, not both")
+    if rights is None and (scopes is None or permissions is None):
+        raise click.UsageError("Give --rights (e.g. \"documents:read,write;projects:read\"), "
+                               "or --scopes with --permissions")
     org = organizations.get_organization(org_slug)
     membership = accounts.get_membership(org, email)
-    body = {"name": name, "description": description, "type": kind,
-            "permissions": permissions.split(","), "scopes": scopes.split(",")}
+    body = {"name": name, "description": description, "type": kind}
+    if rights is not None:
+        errors = FieldErrors()
+        body["rights"] = token_payload.parse_rights_text(rights, errors, name="rights")
+        errors.raise_if_any()
+    else:
+        body.update(permissions=permissions.split(","), scopes=scopes.split(","))
     if project_name:
         body["project_id"] = organizations.find_project(org, project_name).id
     if no_expiry:

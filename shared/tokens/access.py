@@ -4,6 +4,7 @@ the organization's policy, the creator's role, the free-plan count and never bey
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -21,9 +22,9 @@ from shared.core.validation import FieldErrors
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.models import ApiToken, Membership, Organization, TokenType
+from shared.tokens import rights as token_rights
 from shared.tokens.format import PUBLIC_ID
 from shared.tokens.payload import TokenInput
-from shared.tokens.rights import effective_permissions, effective_scopes, labels_known
 
 if TYPE_CHECKING:
     pass
@@ -81,26 +82,25 @@ def check_policy(org: Organization, data: TokenInput, errors: FieldErrors, *, ex
             if data.expires_at.date() > latest.date():
                 errors.add(expiry_field,
                            f"Your organization allows at most {org.policy_max_lifetime_days} days")
-    if data.given("scopes") and data.scopes and org.policy_allowed_scopes is not None:
-        refused = [s for s in data.scopes if s not in org.policy_allowed_scopes]
-        if refused:
-            errors.add("scopes", f"Your organization does not allow the scope {refused[0]}")
+    _refuse_pairs(data, errors, lambda pair: token_rights.policy_refusal(org.policy_allowed_scopes, pair))
     if data.given("ip_allowlist") and org.policy_require_allowlist and not data.ip_allowlist:
         errors.add("ip_allowlist", "Your organization requires an IP allowlist")
 
 
+def _refuse_pairs(data: TokenInput, errors: FieldErrors,
+                  refusal: Callable[[token_rights.Pair], token_rights.Refusal | None]) -> None:
+    """The first refused pair of the rights asked for (when given), beside the field that sent it."""
+    if not data.given("rights") or not data.rights:
+        return
+    for pair in ((scope, permission) for scope, held in data.rights.items() for permission in held):
+        if refused := refusal(pair):
+            errors.add(data.rights_field(pair, about_scope=refused.about_scope), refused.message)
+            return
+
+
 def check_role_grants(role: str, data: TokenInput, errors: FieldErrors) -> None:
-    """Known labels beyond the creator's role are refused at once: they could never work."""
-    if data.given("permissions") and data.permissions:
-        granted = {p.value for p in roles.role_permissions(role)}
-        refused = [p for p in data.permissions if p in roles.KNOWN_PERMISSIONS and p not in granted]
-        if refused:
-            errors.add("permissions", f"Your role ({role}) does not include the {refused[0]} permission")
-    if data.given("scopes") and data.scopes:
-        granted = {s.value for s in roles.role_scopes(role)}
-        refused = [s for s in data.scopes if s in roles.KNOWN_SCOPES and s not in granted]
-        if refused:
-            errors.add("scopes", f"Your role ({role}) does not include the {refused[0]} scope")
+    """Known pairs beyond the creator's role are refused at once: they could never work."""
+    _refuse_pairs(data, errors, lambda pair: token_rights.role_refusal(role, pair))
 
 
 def _within(allowlist: list[str], outer: list[str]) -> bool:
@@ -115,16 +115,10 @@ def _within(allowlist: list[str], outer: list[str]) -> bool:
 def check_no_escalation(caller: ApiToken, data: TokenInput, errors: FieldErrors, *,
                          kind: str | None, project_id: int | None, expiry_field: str) -> None:
     """A token may only create or shape tokens inside its own effective rights."""
-    if data.given("permissions") and data.permissions:
-        # Unknown labels grant nothing (SPEC 4), so only known ones can escalate.
-        beyond = [p for p in labels_known(data.permissions, roles.KNOWN_PERMISSIONS)
-                  if p not in effective_permissions(caller)]
-        if beyond:
-            errors.add("permissions", f"The calling token does not hold the {beyond[0]} permission")
-    if data.given("scopes") and data.scopes:
-        beyond = [s for s in labels_known(data.scopes, roles.KNOWN_SCOPES) if s not in effective_scopes(caller)]
-        if beyond:
-            errors.add("scopes", f"The calling token does not hold the {beyond[0]} scope")
+    # Pair by pair: holding documents write and projects read grants neither projects write nor
+    # documents delete. Unknown labels grant nothing, so only known pairs can escalate.
+    held = token_rights.effective_pairs(caller)
+    _refuse_pairs(data, errors, lambda pair: token_rights.escalation_refusal(held, pair))
     if caller.type == TokenType.PROJECT and (kind != TokenType.PROJECT or project_id != caller.project_id):
         errors.add("type", "A project token can only manage tokens of its own project")
     if data.given("expires_at") and caller.expires_at is not None:
@@ -146,8 +140,7 @@ def check_target_within_caller(actor: Actor, token: ApiToken) -> None:
     caller = actor.token
     if caller is None or caller.id == token.id:
         return
-    wider = (set(labels_known(token.permissions, roles.KNOWN_PERMISSIONS)) - effective_permissions(caller)
-             or set(labels_known(token.scopes, roles.KNOWN_SCOPES)) - effective_scopes(caller)
+    wider = (token_rights.wider_than(token_rights.effective_pairs(caller), token.rights)
              or (caller.type == TokenType.PROJECT and token.project_id != caller.project_id))
     if wider:
         raise PermissionDenied("The calling token cannot manage a token with wider rights than its own")

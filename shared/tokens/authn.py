@@ -87,8 +87,7 @@ class AuthenticatedToken:
     project_id: int | None
     name: str
     description: str
-    permissions: list[str]
-    scopes: list[str]
+    rights: dict[str, list[str]]  # per scope; what rights.decide reads
     ip_allowlist: list[str]
     display_suffix: str
     created_at: datetime

@@ -18,6 +18,7 @@ from shared.identity import roles
 from shared.models import TOKEN_TYPES, ApiToken, TokenType
 from shared.tokens import lifecycle, queries
 from shared.tokens import payload as token_payload
+from shared.tokens import rights as token_rights
 
 EXPIRATION_OPTIONS = (  # (value, label); the values are what tokens.clean_expiry understands
     ("30", "1 month"),
@@ -30,8 +31,9 @@ KEEP_EXPIRY = "keep"  # edit form: leave the expiry as it is
 # Regenerate's "Keep the old value working for": (value, label), from the one table in shared.tokens.
 GRACE_OPTIONS = tuple((value, label) for value, (label, _duration) in lifecycle.GRACE_PERIODS.items())
 DEFAULT_GRACE = "none"  # a form without the field (an older page) regenerates as before
-DEFAULT_PERMISSIONS = ("read",)
-DEFAULT_SCOPES = ("documents",)
+# The rights grid's default: only `documents read` checked, so Enter in the Name field makes a
+# least-privilege token. A cell is sent as "<scope> <permission>" (labels never hold spaces).
+DEFAULT_RIGHTS = ("documents read",)
 TYPE_LABELS = {TokenType.PERSONAL: "Personal", TokenType.ORGANIZATION: "Organization",
                TokenType.PROJECT: "Project"}
 PER_PAGE = 25
@@ -45,8 +47,10 @@ class TokenForm:
     description: str = ""
     type: str = TokenType.PERSONAL
     project_id: str = ""
-    permissions: list[str] = field(default_factory=lambda: list(DEFAULT_PERMISSIONS))
-    scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
+    rights: list[str] = field(default_factory=lambda: list(DEFAULT_RIGHTS))  # the grid's checked cells
+    # The older shape, from a form or script that posts lists (None: not sent).
+    permissions: list[str] | None = None
+    scopes: list[str] | None = None
     expiration: str = "365"
     expiration_date: str = ""
     ip_allowlist: str = ""
@@ -59,8 +63,9 @@ class TokenForm:
             description=form.get("description", ""),
             type=form.get("type", TokenType.PERSONAL),
             project_id=form.get("project_id", ""),
-            permissions=form.getlist("permissions"),
-            scopes=form.getlist("scopes"),
+            rights=form.getlist("rights"),
+            permissions=form.getlist("permissions") if "permissions" in form else None,
+            scopes=form.getlist("scopes") if "scopes" in form else None,
             expiration=form.get("expiration", "365"),
             expiration_date=form.get("expiration_date", ""),
             ip_allowlist=form.get("ip_allowlist", ""),
@@ -75,8 +80,7 @@ class TokenForm:
             description=token.description or "",
             type=token.type,
             project_id=str(token.project_id or ""),
-            permissions=list(token.permissions),
-            scopes=list(token.scopes),
+            rights=[f"{scope} {permission}" for scope, held in token.rights.items() for permission in held],
             expiration=KEEP_EXPIRY,
             ip_allowlist="\n".join(token.ip_allowlist or []),
         )
@@ -95,6 +99,7 @@ class TokenForm:
             errors.add("type", "Choose a token type")
         else:
             data.project_id = _project_id(self.project_id, errors) if data.type == TokenType.PROJECT else None
+        self._clean_rights(data, errors, creating=True)
         self._clean_common(data, errors)
         errors.raise_if_any()
         return data
@@ -105,13 +110,34 @@ class TokenForm:
         data = token_payload.TokenInput()
         data.name = token_payload.clean_name(self.name, errors)
         data.description = token_payload.clean_description(self.description, errors)
+        self._clean_rights(data, errors, creating=False)
         self._clean_common(data, errors)
         errors.raise_if_any()
         return data
 
+    def _clean_rights(self, data: token_payload.TokenInput, errors: validation.FieldErrors, *,
+                      creating: bool) -> None:
+        """The grid's cells; or, when no cell was sent but the older lists were, those lists."""
+        lists = {name: value for name, value in (("scopes", self.scopes), ("permissions", self.permissions))
+                 if value is not None}
+        if not self.rights and lists:
+            if creating:  # a list with nothing checked is not sent at all
+                lists = {"scopes": self.scopes or [], "permissions": self.permissions or []}
+            token_payload.clean_rights_or_lists(data, lists, errors, creating=creating)
+            return
+        chosen: dict[str, list[str]] = {}
+        for cell in self.rights:
+            parts = cell.split()
+            if len(parts) != 2:
+                errors.add("rights", "Choose rights from the grid")
+                return
+            chosen.setdefault(parts[0], []).append(parts[1])
+        if not chosen:
+            errors.add("rights", "Choose at least one permission on one scope")
+            return
+        data.rights = token_payload.clean_rights(chosen, errors)
+
     def _clean_common(self, data: token_payload.TokenInput, errors: validation.FieldErrors) -> None:
-        data.permissions = token_payload.clean_labels(self.permissions, "permissions", errors)
-        data.scopes = token_payload.clean_labels(self.scopes, "scopes", errors)
         if self.expiration != KEEP_EXPIRY:
             expiry = token_payload.clean_expiry(self.expiration, self.expiration_date, errors, name="expiration")
             if not errors.errors.get("expiration"):
@@ -136,18 +162,75 @@ def _project_id(value: str, errors: validation.FieldErrors) -> int | None:
         return None
 
 
-def label_choices(known: tuple[str, ...], chosen: list[str]) -> list[str]:
-    """The checkboxes to offer: every known label, then any free-form label the token carries,
-    so that saving an edit never drops a label the form did not know about."""
-    return list(known) + [label for label in chosen if label not in known]
+@dataclass(frozen=True)
+class GridCell:
+    """One checkbox of the rights grid, named "<scope> <permission>" for people and assistive tech."""
+
+    scope: str
+    permission: str
+    checked: bool
+    reason: str | None  # why the creator's role or the policy cannot grant it: then disabled
+    known: bool  # an unknown label is kept and shown, and grants nothing
+
+    @property
+    def value(self) -> str:
+        return f"{self.scope} {self.permission}"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+    @property
+    def disabled(self) -> bool:
+        return self.reason is not None
 
 
-def permission_choices(form: TokenForm) -> list[str]:
-    return label_choices(roles.KNOWN_PERMISSIONS, form.permissions)
+@dataclass(frozen=True)
+class RightsGrid:
+    permissions: list[str]  # the columns
+    rows: list[tuple[str, list[GridCell]]]  # (scope, one cell per permission)
+    reasons: list[str]  # every distinct reason a cell is disabled, shown under the grid
+
+    def reason_index(self, cell: GridCell) -> int:
+        return self.reasons.index(cell.reason) + 1
+
+    @property
+    def held_but_refused(self) -> bool:
+        """The token holds a pair its creator's role or the policy no longer allows (an edit)."""
+        return any(cell.checked and cell.disabled for _, cells in self.rows for cell in cells)
 
 
-def scope_choices(form: TokenForm) -> list[str]:
-    return label_choices(roles.KNOWN_SCOPES, form.scopes)
+def rights_grid(form: TokenForm, role: str, allowed_scopes: list[str] | None, *, editing: bool) -> RightsGrid:
+    """The grid the create and edit forms show: a row per known scope (then any unknown scope the
+    form holds), a column per known permission (then any unknown one). A cell the creator's role or
+    the organization's policy cannot grant is disabled, with the reason, never offered and then
+    refused; the rules are shared.tokens.rights', the very ones the service applies."""
+    chosen: dict[str, list[str]] = {}
+    for cell in form.rights:
+        parts = cell.split()
+        if len(parts) == 2:
+            chosen.setdefault(parts[0], []).append(parts[1])
+    if not form.rights and (form.scopes or form.permissions):  # an older-shape post, shown as its pairs
+        chosen = token_rights.cross_product(form.scopes or [], form.permissions or [])
+    permissions = list(roles.KNOWN_PERMISSIONS) + [p for p in token_rights.permissions_of(chosen)
+                                                    if p not in roles.KNOWN_PERMISSIONS]
+    scopes = list(roles.KNOWN_SCOPES) + [s for s in chosen if s not in roles.KNOWN_SCOPES]
+    whose = "The creator’s role" if editing else "Your role"
+    reasons: list[str] = []
+    rows = []
+    for scope in scopes:
+        cells = []
+        for permission in permissions:
+            pair = (scope, permission)
+            refused = (token_rights.role_refusal(role, pair, whose)
+                       or token_rights.policy_refusal(allowed_scopes, pair))
+            reason = refused.message if refused else None
+            if reason and reason not in reasons:
+                reasons.append(reason)
+            cells.append(GridCell(scope, permission, permission in chosen.get(scope, ()), reason,
+                                  token_rights.is_known(pair)))
+        rows.append((scope, cells))
+    return RightsGrid(permissions, rows, reasons)
 
 
 # --------------------------------------------------------------------------- list filters

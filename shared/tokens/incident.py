@@ -11,8 +11,8 @@ shared.roles, and changes, audits, emits and notifies in one write transaction:
 - `transfer_token` / `transfer_and_remove`: an organization or project token moves to another
   member; its rights follow the new creator from the next request (they are computed from the
   creator's current role on every request).
-- `narrow_token`: remove the known scopes and permissions the token did not use in the last 30
-  days (the scope × method cells shared.usage records on the hot path).
+- `narrow_token`: keep exactly the scope × permission pairs the token used in the last 30 days
+  (the scope × method cells shared.usage records on the hot path); every other known pair goes.
 
 They lean on shared.tokens' own rules (who may act on a token, its row lock, revocation), so a
 token is governed by one set of rules whichever tool touches it.
@@ -394,38 +394,34 @@ def transfer_and_remove(actor: Actor, membership: Membership, to_user_id: int | 
 
 @dataclass(frozen=True)
 class NarrowPlan:
-    """What `Narrow to what it used` would keep and remove (known labels only: unknown ones grant
-    nothing, so they are never used and never in the way)."""
+    """What `Narrow to what it used` would keep and remove, pair by pair (unknown-labelled pairs
+    grant nothing, so they are never used and never in the way: they are kept)."""
 
     used: frozenset[tuple[str, str]]  # (scope, method) used in the window and allowed now
-    remove_scopes: list[str]
-    remove_permissions: list[str]
-    keep_scopes: list[str]
-    keep_permissions: list[str]
+    keep: dict[str, list[str]]  # the rights after narrowing
+    remove: dict[str, list[str]]  # the pairs narrowing takes away, per scope
 
     @property
     def possible(self) -> bool:
-        """Narrowing needs at least one used right (a token keeps a scope and a permission)."""
+        """Narrowing needs at least one used right (a token keeps at least one pair)."""
         return bool(self.used)
 
     @property
     def changes(self) -> bool:
-        return bool(self.remove_scopes or self.remove_permissions)
+        return bool(self.remove)
 
 
 def narrowing_plan(token: ApiToken, days: int = OBSERVED_DAYS) -> NarrowPlan:
-    """The smallest scopes × permissions of the token that still cover every scope × method it
-    used (and may still use) in the last `days` days."""
+    """Exactly the scope × permission pairs the token used (and may still use) in the last `days`
+    days, from the scope × method cells counted on the hot path."""
     used = frozenset((scope, method) for scope, method in usage.observed_rights(token.id, days=days)
                      if rights.decide(token, scope, method).allowed)
-    used_scopes = {scope for scope, _ in used}
-    used_permissions = {roles.METHOD_PERMISSION.get(method, roles.Permission.WRITE).value for _, method in used}
-    remove_scopes = [s for s in token.scopes if s in roles.KNOWN_SCOPES and s not in used_scopes] if used else []
-    remove_permissions = ([p for p in token.permissions if p in roles.KNOWN_PERMISSIONS and p not in used_permissions]
-                          if used else [])
-    return NarrowPlan(used, remove_scopes, remove_permissions,
-                      [s for s in token.scopes if s not in remove_scopes],
-                      [p for p in token.permissions if p not in remove_permissions])
+    if not used:
+        return NarrowPlan(used, dict(token.rights), {})
+    keep = rights.narrowed(token.rights, {(scope, rights.method_permission(method))
+                                          for scope, method in used})
+    remove = rights.from_pairs(rights.pairs(token.rights) - rights.pairs(keep))  # only known pairs go
+    return NarrowPlan(used, keep, remove)
 
 
 def may_narrow(actor: Actor, token: ApiToken) -> bool:
@@ -440,7 +436,7 @@ def may_narrow(actor: Actor, token: ApiToken) -> bool:
 
 
 def narrow_token(actor: Actor, token: ApiToken) -> ApiToken:
-    """Remove the scopes and permissions the token did not use in the last 30 days (audited
+    """Keep only the scope × permission pairs the token used in the last 30 days (audited
     `token.narrowed`, event `token.updated`). Nothing to remove: the token is answered unchanged."""
     access.require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "narrow")
     lifecycle.refuse_if_revoked(token)
@@ -456,12 +452,11 @@ def narrow_token(actor: Actor, token: ApiToken) -> ApiToken:
                        "deactivate or revoke it instead")
             raise InvalidRequest(message, fields={"token": message})
         if plan.changes:
-            token.scopes, token.permissions = plan.keep_scopes, plan.keep_permissions
+            token.rights = plan.keep
             token.updated_at = clock.now()
             session.add(token)
             audit.record(actor, token.organization_id, "token.narrowed", "token", token.public_id,
-                         {"name": token.name, "days": OBSERVED_DAYS,
-                          "removed": {"scopes": plan.remove_scopes, "permissions": plan.remove_permissions},
-                          "kept": {"scopes": plan.keep_scopes, "permissions": plan.keep_permissions}})
+                         {"name": token.name, "days": OBSERVED_DAYS, "removed": plan.remove,
+                          "kept": plan.keep})
             outbox.emit("token.updated", token.organization_id, token.id, {"token": summary.token_summary(token)})
     return token

@@ -140,13 +140,14 @@ def confirm_narrow(token_id: str):
 def narrow(token_id: str):
     actor = current_actor()
     token = access.get_token_for(actor, token_id)
-    before = [*token.scopes, *token.permissions]
+    before = dict(token.rights)
     try:
         token = incident.narrow_token(actor, token)
     except InvalidRequest as error:
         flash(error.message, "error")
     else:
-        removed = [label for label in before if label not in (*token.scopes, *token.permissions)]
+        removed = [f"{scope} {permission}" for scope, held in before.items() for permission in held
+                   if permission not in token.rights.get(scope, ())]
         flash(f"Narrowed “{token.name}”: removed {', '.join(removed)}." if removed
               else f"“{token.name}” already uses every right it has.")
     return redirect(ui_url("tokens.detail", token_id=token.public_id))

@@ -91,6 +91,7 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
     org = actor.membership.organization
     if org.plan == Plan.NONE:
         raise PlanRequired("Choose a plan to create API tokens")
+    data.resolve_rights()
     errors = FieldErrors()
     if not data.is_canary:
         _validate_type_and_project(actor, data, errors)
@@ -120,8 +121,7 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
             project_id=data.project_id if data.type == TokenType.PROJECT else None,
             name=data.name,
             description=data.description or "",
-            permissions=data.permissions,
-            scopes=data.scopes,
+            rights=data.rights,
             ip_allowlist=data.ip_allowlist or [],
             token_hash=hash_secret(secret),
             display_suffix=secret[-4:],
@@ -145,8 +145,7 @@ def _describe(token: ApiToken) -> dict[str, Any]:
         "name": token.name,
         "type": token.type,
         "project_id": token.project_id,
-        "permissions": list(token.permissions),
-        "scopes": list(token.scopes),
+        "rights": {scope: list(held) for scope, held in token.rights.items()},
         "expires_at": token.expires_at.isoformat() if token.expires_at else None,
         "ip_allowlist": list(token.ip_allowlist or []),
     }
@@ -177,9 +176,10 @@ def refuse_if_revoked(token: ApiToken) -> None:
 
 
 def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_field: str = "expires_at") -> ApiToken:
-    """Edit everything but the secret (name, description, permissions, scopes, expiry, active, allowlist)."""
+    """Edit everything but the secret (name, description, rights, expiry, active, allowlist)."""
     require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "edit")
     refuse_if_revoked(token)
+    data.resolve_rights(token.rights)  # one list of the older shape: the other is the token's
     errors = FieldErrors()
     check_role_grants(token.creator.role, data, errors)
     check_policy(token.organization, data, errors, expiry_field=expiry_field)
@@ -190,7 +190,7 @@ def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_fiel
 
     with write_transaction() as session:
         before = _describe(token) | {"is_active": token.is_active, "description": token.description}
-        for name in ("name", "description", "permissions", "scopes", "expires_at", "ip_allowlist", "is_active"):
+        for name in ("name", "description", "rights", "expires_at", "ip_allowlist", "is_active"):
             if data.given(name):
                 setattr(token, name, getattr(data, name))
         token.updated_at = clock.now()

@@ -53,8 +53,7 @@ from shared.tokens.forms import (
     filter_args,
     filters_from_args,
     grace_period_from,
-    permission_choices,
-    scope_choices,
+    rights_grid,
 )
 
 bp = Blueprint("tokens", __name__)
@@ -230,7 +229,7 @@ def _form_context(actor: Actor, form: TokenForm, *, token: ApiToken | None = Non
     limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
     fields = dict(error.fields) if error is not None else {}
     may_create_canary = token is None and roles.can(actor.role, Capability.CREATE_CANARY_TOKENS)
-    shown = {"name", "description", "type", "project_id", "permissions", "scopes", "expiration",
+    shown = {"name", "description", "type", "project_id", "rights", "permissions", "scopes", "expiration",
              "ip_allowlist"} | ({"canary"} if may_create_canary else set())
     form_error = None
     if error is not None:
@@ -249,10 +248,7 @@ def _form_context(actor: Actor, form: TokenForm, *, token: ApiToken | None = Non
         "token_types": roles.allowed_token_types(actor.role),
         "may_create_canary": may_create_canary,
         "projects": list_projects(actor.organization_id),
-        "permission_choices": permission_choices(form),
-        "scope_choices": scope_choices(form),
-        "role_permissions": {p.value for p in roles.role_permissions(role)},
-        "role_scopes": {s.value for s in roles.role_scopes(role)},
+        "rights_grid": rights_grid(form, role, org.policy_allowed_scopes, editing=token is not None),
         "permission_hints": PERMISSION_HINTS,
         "scope_hints": SCOPE_HINTS,
         "expiration_options": EXPIRATION_OPTIONS,

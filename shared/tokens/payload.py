@@ -16,6 +16,7 @@ from shared.core.errors import (
 from shared.core.netaddr import parse_network
 from shared.core.validation import FieldErrors, has_control_characters
 from shared.models import TOKEN_TYPES, TokenType
+from shared.tokens import rights as token_rights
 
 if TYPE_CHECKING:
     pass
@@ -44,8 +45,12 @@ class TokenInput:
     description: str = _UNSET
     type: str = _UNSET
     project_id: int | None = _UNSET
+    rights: dict[str, list[str]] = _UNSET  # per scope, normalized (shared.tokens.rights)
+    # The older shape as sent (cleaned): `scopes` + `permissions` mean their cross product. An edit
+    # may send one of them; resolve_rights then takes the other from the token as it is.
     permissions: list[str] = _UNSET
     scopes: list[str] = _UNSET
+    legacy: bool = False  # rights came as scopes + permissions: errors name those fields
     expires_at: datetime | None = _UNSET
     ip_allowlist: list[str] = _UNSET
     is_active: bool = _UNSET
@@ -54,6 +59,24 @@ class TokenInput:
 
     def given(self, name: str) -> bool:
         return getattr(self, name) is not _UNSET
+
+    def resolve_rights(self, current: dict[str, list[str]] | None = None) -> None:
+        """Turn the older shape into rights: the cross product of the lists given, a list not
+        given being the token's current one (`current`: the token's rights, None when creating)."""
+        if self.given("rights") or not (self.given("scopes") or self.given("permissions")):
+            return
+        scopes = self.scopes if self.given("scopes") else token_rights.scopes_of(current or {})
+        permissions = (self.permissions if self.given("permissions")
+                       else token_rights.permissions_of(current or {}))
+        if scopes is not None and permissions is not None:
+            self.rights = token_rights.cross_product(scopes, permissions)
+
+    def rights_field(self, pair: tuple[str, str], *, about_scope: bool) -> str:
+        """The field an error about `pair` belongs to: `rights`, or for the older shape the list
+        that holds the offending label."""
+        if not self.legacy:
+            return "rights"
+        return "scopes" if about_scope else "permissions"
 
 
 def clean_name(value: Any, errors: FieldErrors) -> str | None:
@@ -109,6 +132,65 @@ def clean_labels(value: Any, name: str, errors: FieldErrors) -> list[str] | None
     else:
         return labels
     return None
+
+
+MAX_RIGHTS_SCOPES = MAX_LABELS
+BOTH_SHAPES = "Give rights, or scopes and permissions, not both"
+RIGHTS_EXAMPLE = 'an object such as {"documents": ["read", "write"], "projects": ["read"]}'
+
+
+def clean_rights(value: Any, errors: FieldErrors, name: str = "rights") -> dict[str, list[str]] | None:
+    """Rights per scope: an object of scope → permissions (a list, or for forms and the CLI a
+    comma-separated string), every label printable without spaces, at least one permission on
+    each scope listed and at least one scope. Returned normalized (fixed order, no repeats)."""
+    if not isinstance(value, dict) or not value:
+        errors.add(name, f"Choose at least one permission on one scope: {RIGHTS_EXAMPLE}"
+                   if isinstance(value, dict) else f"Give {RIGHTS_EXAMPLE}")
+        return None
+    if len(value) > MAX_RIGHTS_SCOPES:
+        errors.add(name, f"At most {MAX_RIGHTS_SCOPES} scopes")
+        return None
+    cleaned: dict[str, list[str]] = {}
+    for scope, held in value.items():
+        scope_name = scope.strip() if isinstance(scope, str) else scope
+        if not isinstance(scope_name, str) or not _LABEL.fullmatch(scope_name):
+            errors.add(name, f"'{str(scope)[:50]}' is not a valid scope name (1–50 characters, no spaces)")
+            return None
+        if isinstance(held, str):
+            held = [part for part in re.split(r"[,\s]+", held) if part]
+        if not isinstance(held, list) or not all(isinstance(item, str) for item in held):
+            errors.add(name, f"Give the permissions on {scope_name} as a list of names")
+            return None
+        labels = list(dict.fromkeys(item.strip() for item in held if item.strip()))
+        if not labels:
+            errors.add(name, f"Choose at least one permission on {scope_name}")
+            return None
+        if len(labels) > MAX_LABELS:
+            errors.add(name, f"At most {MAX_LABELS} permissions on {scope_name}")
+            return None
+        if bad := next((label for label in labels if not _LABEL.fullmatch(label)), None):
+            errors.add(name, f"'{bad[:50]}' is not a valid permission name (1–50 characters, no spaces)")
+            return None
+        cleaned[scope_name] = cleaned.get(scope_name, []) + labels
+    return token_rights.normalized(cleaned)
+
+
+def parse_rights_text(text: str, errors: FieldErrors, name: str = "rights") -> dict[str, list[str]] | None:
+    """Rights written as text (the command line): `documents:read,write;projects:read`."""
+    value: dict[str, list[str]] = {}
+    for part in (chunk.strip() for chunk in text.split(";")):
+        if not part:
+            continue
+        scope, colon, held = part.partition(":")
+        if not colon or not scope.strip():
+            errors.add(name, f"Write each scope as scope:permission,permission (got '{part[:50]}')")
+            return None
+        value.setdefault(scope.strip(), []).extend(p for p in re.split(r"[,\s]+", held) if p)
+    if any(not held for held in value.values()):
+        scope = next(scope for scope, held in value.items() if not held)
+        errors.add(name, f"Choose at least one permission on {scope}")
+        return None
+    return clean_rights(value, errors, name)
 
 
 def clean_allowlist(value: Any, errors: FieldErrors) -> list[str] | None:
@@ -203,14 +285,35 @@ def clean_canary(data: TokenInput, value: Any, *, explicit_type: Any, errors: Fi
     data.is_canary, data.type, data.project_id = True, TokenType.ORGANIZATION, None
 
 
+def clean_rights_or_lists(data: TokenInput, values: dict, errors: FieldErrors, *, creating: bool) -> None:
+    """`rights`, or the older `scopes` + `permissions` (their cross product), never both. A create
+    needs one or the other; an edit may leave them out, or send one list (see resolve_rights)."""
+    lists = [name for name in ("permissions", "scopes") if name in values]
+    if "rights" in values and lists:
+        errors.add("rights", BOTH_SHAPES)
+    elif "rights" in values:
+        data.rights = clean_rights(values["rights"], errors)
+    elif lists or creating:
+        if creating and not lists:
+            errors.add("rights", f"Give rights, {RIGHTS_EXAMPLE}; or scopes and permissions")
+            return
+        data.legacy = True
+        for name in ("permissions", "scopes"):
+            if creating or name in values:
+                setattr(data, name, clean_labels(values.get(name), name, errors))
+        if creating:
+            data.resolve_rights()
+
+
 def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
     """The API's JSON body (create or PATCH) as TokenInput; InvalidRequest with every field error."""
     if not isinstance(payload, dict):
         raise InvalidRequest("The body must be a JSON object", fields={"body": "Expected a JSON object"})
     errors = FieldErrors()
     data = TokenInput()
-    known = {"name", "description", "type", "project_id", "permissions", "scopes", "expires_in_days",
-             "expires_at", "ip_allowlist", "is_active"} | ({"canary"} if creating else set())
+    known = {"name", "description", "type", "project_id", "rights", "permissions", "scopes",
+             "expires_in_days", "expires_at", "ip_allowlist", "is_active"}
+    known |= {"canary"} if creating else set()
     for unknown in sorted(set(payload) - known):
         errors.add(unknown, "Unknown field")
     if creating or "name" in payload:
@@ -231,9 +334,7 @@ def parse_token_payload(payload: Any, *, creating: bool) -> TokenInput:
     elif "type" in payload or "project_id" in payload:
         errors.add("type" if "type" in payload else "project_id",
                    "A token's type and project cannot change; create a new token")
-    for name in ("permissions", "scopes"):
-        if creating or name in payload:
-            setattr(data, name, clean_labels(payload.get(name), name, errors))
+    clean_rights_or_lists(data, payload, errors, creating=creating)
     if creating or "ip_allowlist" in payload:
         data.ip_allowlist = clean_allowlist(payload.get("ip_allowlist"), errors)
     expiry = parse_api_expiry(payload, errors, DEFAULT_EXPIRATION_DAYS if creating else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared.models import ApiToken
+from shared.tokens import rights
 from shared.tokens.format import mask
 from shared.tokens.status import grace_until, status_of
 
@@ -24,8 +25,10 @@ def token_summary(token: ApiToken | AuthenticatedToken) -> dict[str, Any]:
         "description": token.description,
         "type": token.type,
         "project_id": token.project_id,
-        "permissions": list(token.permissions),
-        "scopes": list(token.scopes),
+        "rights": {scope: list(held) for scope, held in token.rights.items()},
+        # The older shape, derived, for integrations written before rights per scope.
+        "permissions": rights.permissions_of(token.rights),
+        "scopes": rights.scopes_of(token.rights),
         "ip_allowlist": list(token.ip_allowlist or []),
         "masked": mask(token),
         "status": status_of(token).value,

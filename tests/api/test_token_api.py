@@ -12,8 +12,9 @@ from shared.models import Membership
 from tests.conftest import bearer
 
 ALL = ["read", "write", "delete"]
-TOKEN_FIELDS = {"id", "name", "description", "type", "project_id", "permissions", "scopes", "ip_allowlist",
-                "masked", "status", "is_active", "created_at", "expires_at", "last_used_at", "last_used_ip",
+TOKEN_FIELDS = {"id", "name", "description", "type", "project_id", "rights", "permissions", "scopes",
+                "ip_allowlist", "masked", "status", "is_active", "created_at", "expires_at", "last_used_at",
+                "last_used_ip",
                 "usage_count", "documents_processed", "revoked_at", "created_by",
                 # SPEC 11: the grace end of the previous value; why a revoked token was revoked.
                 "previous_expires_at", "revoked_reason",

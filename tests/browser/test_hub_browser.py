@@ -87,8 +87,8 @@ def test_partner_signs_in_to_the_hub_generates_uses_and_revokes_a_token(page, pe
 
     page.get_by_role("button", name="Generate token").click()
     page.wait_for_load_state()  # htmx is in: the form posts in place, so a reload never re-posts it
-    expect(page.get_by_label("read", exact=True)).to_be_checked()
-    expect(page.get_by_label("documents", exact=True)).to_be_checked()
+    expect(page.get_by_label("documents read", exact=True)).to_be_checked()
+    expect(page.get_by_label("documents write", exact=True)).not_to_be_checked()
     page.get_by_label("Name", exact=True).fill("Globex sync")
     page.get_by_label("Name", exact=True).press("Enter")
     value = page.locator("[data-token-value]").inner_text().strip()

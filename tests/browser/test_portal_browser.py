@@ -113,8 +113,8 @@ def test_sign_in_shows_navigation_and_tokens(page, staff, screenshot):
 def test_generate_copy_and_the_value_is_gone_after_reload(page, staff, server, screenshot):
     sign_in(page, staff.editor)
     page.get_by_role("button", name="Generate token").click()
-    expect(page.get_by_label("read", exact=True)).to_be_checked()
-    expect(page.get_by_label("documents", exact=True)).to_be_checked()
+    expect(page.get_by_label("documents read", exact=True)).to_be_checked()
+    expect(page.get_by_label("documents write", exact=True)).not_to_be_checked()
     page.get_by_label("Name", exact=True).fill("Nightly backup")
     page.get_by_label("Name", exact=True).press("Enter")
 
@@ -218,7 +218,7 @@ def test_edit_in_place_changes_the_row(page, staff, make, screenshot):
     row(page, "Docs reader").get_by_role("button", name="Edit").click()
     form = page.locator("tr.edit-row")
     form.get_by_label("Name", exact=True).fill("Docs reader (prod)")
-    form.get_by_label("templates", exact=True).check()
+    form.get_by_label("templates read", exact=True).check()
     screenshot(page, "edit-row")
     form.get_by_role("button", name="Save changes").click()
     expect(row(page, "Docs reader (prod)")).to_contain_text("templates")

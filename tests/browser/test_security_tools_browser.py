@@ -117,5 +117,6 @@ def test_narrow_to_what_it_used_after_a_confirm(page: Page, acme, make, server):
     dialog = page.get_by_role("dialog", name="Narrow “Reporting” to what it used?")
     expect(dialog).to_contain_text("templates")
     dialog.get_by_role("button", name="Narrow token").click()
-    expect(page.get_by_text("Narrowed “Reporting”: removed templates, write.")).to_be_visible()
-    assert make.get_token(token.id).scopes == ["documents"]
+    expect(page.get_by_text("Narrowed “Reporting”: removed documents write, templates read, templates write.")
+           ).to_be_visible()
+    assert make.get_token(token.id).rights == {"documents": ["read"]}

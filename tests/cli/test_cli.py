@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import bearer
 
 
@@ -106,3 +108,42 @@ def test_demo_loads_once_and_prints_logins(runner, client):
     from tests.conftest import login
 
     assert login(client, "owner@acme.test", "keyward-demo").status_code == 302
+
+
+def test_tokens_create_with_rights_per_scope(runner, make, client):
+    org = make.org()
+    member = make.member(org, "editor")
+    secret = invoke(runner, "tokens", "create", "--org", org.slug, "--user", member.email, "--name", "sync",
+                    "--rights", "documents:read,write; projects:read")
+    token = client.get("/api/v1/me", headers=bearer(secret)).get_json()["token"]
+    assert token["rights"] == {"documents": ["read", "write"], "projects": ["read"]}
+    assert client.post("/api/v1/documents", json={"title": "x"}, headers=bearer(secret)).status_code == 201
+
+
+@pytest.mark.parametrize("rights_args", [
+    ["--rights", "documents:read", "--scopes", "documents", "--permissions", "read"],  # both shapes
+    ["--rights", "documents:read", "--permissions", "read"],
+    ["--scopes", "documents"],  # half of the older shape
+    [],  # neither
+])
+def test_tokens_create_wants_one_shape_of_rights(runner, make, rights_args):
+    org = make.org()
+    member = make.member(org, "editor")
+    result = runner.invoke(args=["tokens", "create", "--org", org.slug, "--user", member.email, "--name", "x",
+                                 *rights_args])
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a usage error
+    assert "--rights" in result.output and not make.audit("token.created")
+
+
+@pytest.mark.parametrize("rights, message", [
+    ("documents", "scope:permission"),
+    ("documents:", "Choose at least one permission on documents"),
+    ("documents:read,delete", "does not include the delete permission"),
+])
+def test_tokens_create_reports_bad_rights(runner, make, rights, message):
+    org = make.org()
+    member = make.member(org, "editor")
+    result = runner.invoke(args=["tokens", "create", "--org", org.slug, "--user", member.email, "--name", "x",
+                                 "--rights", rights])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert not make.audit("token.created")

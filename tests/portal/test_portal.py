@@ -49,8 +49,8 @@ def csrf(client, url: str = TOKENS) -> str:
 
 def create_form(**fields) -> dict:
     """What pressing Enter in the Name field sends: the form's defaults plus `fields`."""
-    data = {"name": "Deploy bot", "description": "", "type": "personal", "permissions": ["read"],
-            "scopes": ["documents"], "expiration": "365", "expiration_date": "", "ip_allowlist": ""}
+    data = {"name": "Deploy bot", "description": "", "type": "personal", "rights": ["documents read"],
+            "expiration": "365", "expiration_date": "", "ip_allowlist": ""}
     data.update(fields)
     return data
 
@@ -127,15 +127,13 @@ def test_generate_shows_the_secret_once_and_never_again(client, make, editor):
 def test_generate_with_the_defaults_is_least_privilege_for_a_year(client, make, editor, clock):
     signed_in(client, editor)
     new = html(client.get(TOKENS + "/new"))
-    assert re.search(r'name="permissions" value="read"\s+checked', new)
-    assert re.search(r'name="scopes" value="documents"\s+checked', new)
-    assert not re.search(r'name="permissions" value="write"\s+checked', new)
+    assert re.findall(r'name="rights" value="([^"]+)"\s+checked', new) == ["documents read"]
     assert re.search(r'<option value="365" selected>1 year</option>', new)
 
     response = post_create(client, name="Least")
     assert SECRET.search(html(response))
     token = make.get_token(re.search(r"tok_[0-9a-f]{16}", html(response)).group(0))
-    assert token.permissions == ["read"] and token.scopes == ["documents"] and token.type == "personal"
+    assert token.rights == {"documents": ["read"]} and token.type == "personal"
     assert token.expires_at == clock.now() + timedelta(days=365)
 
 
@@ -179,10 +177,15 @@ def _use(public_id: str, when: datetime) -> None:
     ({"expiration": "custom", "expiration_date": "2020-01-01"}, "expiration", "Choose a date after today"),
     ({"expiration": "custom", "expiration_date": "soon"}, "expiration", "Enter a date as YYYY-MM-DD"),
     ({"ip_allowlist": "10.0.0.0/33"}, "ip_allowlist", "is not an IP address or CIDR range"),
-    ({"permissions": []}, "permissions", "Choose at least one permission"),
-    ({"scopes": []}, "scopes", "Choose at least one scope"),
-    ({"permissions": ["read", "delete"]}, "permissions", "does not include the delete permission"),
-    ({"scopes": ["billing"]}, "scopes", "does not include the billing scope"),
+    ({"rights": []}, "rights", "Choose at least one permission on one scope"),
+    ({"rights": ["documents read", "documents delete"]}, "rights", "does not include the delete permission"),
+    ({"rights": ["billing read"]}, "rights", "does not include the billing scope"),
+    ({"rights": ["documents"]}, "rights", "Choose rights from the grid"),
+    # A form of the older shape (lists of scopes and permissions) gets its errors by list.
+    ({"rights": [], "scopes": ["documents"], "permissions": []}, "permissions",
+     "Choose at least one permission"),
+    ({"rights": [], "scopes": ["billing"], "permissions": ["read"]}, "scopes",
+     "does not include the billing scope"),
     ({"type": "organization"}, "type", "Your role can only create personal tokens"),
 ])
 def test_bad_input_shows_errors_beside_the_fields_and_writes_nothing(client, make, editor, clock,
@@ -194,7 +197,7 @@ def test_bad_input_shows_errors_beside_the_fields_and_writes_nothing(client, mak
     page = html(response)
     error = re.search(rf'<p class="field-error" id="new-{field}-error">([^<]*)</p>', page)
     assert error and message in error.group(1).replace("&#39;", "'")
-    assert f'aria-describedby="new-{field}' in page or field in ("permissions", "scopes", "type")
+    assert re.search(rf'aria-describedby="[^"]*new-{field}', page) or field == "type"
     assert "data-token-value" not in page
     assert (token_count(make), len(make.audit())) == before
 
@@ -202,15 +205,16 @@ def test_bad_input_shows_errors_beside_the_fields_and_writes_nothing(client, mak
 def test_the_form_keeps_what_was_typed(client, editor):
     signed_in(client, editor)
     page = html(post_create(client, name="Keep me", description="Notes", ip_allowlist="10.0.0.0/33",
-                            scopes=["documents", "templates"]))
+                            rights=["documents read", "templates write"]))
     assert 'value="Keep me"' in page and ">Notes</textarea>" in page and "10.0.0.0/33</textarea>" in page
-    assert re.search(r'name="scopes" value="templates"\s+checked', page)
+    checked = re.findall(r'name="rights" value="([^"]+)"\s+checked', page)
+    assert checked == ["documents read", "templates write"]
 
 
 @pytest.mark.parametrize(("policy", "fields", "field", "message"), [
     ({"policy_max_lifetime_days": 30}, {"expiration": "365"}, "expiration", "at most 30 days"),
     ({"policy_allow_no_expiry": False}, {"expiration": "never"}, "expiration", "requires tokens to expire"),
-    ({"policy_allowed_scopes": ["documents"]}, {"scopes": ["documents", "projects"]}, "scopes",
+    ({"policy_allowed_scopes": ["documents"]}, {"rights": ["documents read", "projects read"]}, "rights",
      "does not allow the scope projects"),
     ({"policy_require_allowlist": True}, {}, "ip_allowlist", "requires an IP allowlist"),
 ])
@@ -367,15 +371,15 @@ def test_edit_changes_everything_but_the_secret(client, make, editor, clock):
     signed_in(client, editor)
     page = html(client.get(f"{TOKENS}/{issued.id}/edit"))
     assert 'value="Docs"' in page and "Keep current (Nov 23, 2027)" in page
-    assert re.search(r'value="custom:label"\s+checked', page)  # a free-form label is kept
+    assert re.search(r'value="documents custom:label"\s+checked', page)  # a free-form label is kept
     response = client.post(f"{TOKENS}/{issued.id}/edit", data={
         "csrf_token": csrf_from(page), "name": "Docs (prod)", "description": "Reads documents",
-        "permissions": ["read", "write", "custom:label"], "scopes": ["documents", "templates"],
+        "rights": ["documents read", "documents write", "documents custom:label", "templates read"],
         "expiration": "30", "ip_allowlist": "10.0.0.0/8\n2001:db8::1"})
     assert response.status_code == 302
     token = make.get_token(issued.id)
     assert (token.name, token.description) == ("Docs (prod)", "Reads documents")
-    assert token.permissions == ["read", "write", "custom:label"] and token.scopes == ["documents", "templates"]
+    assert token.rights == {"documents": ["read", "write", "custom:label"], "templates": ["read"]}
     assert token.expires_at == clock.now() + timedelta(days=30)
     assert token.ip_allowlist == ["10.0.0.0/8", "2001:db8::1"]
     assert me_status(client, issued.secret) == 403  # allowlist refuses the test client's address

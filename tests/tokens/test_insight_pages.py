@@ -68,7 +68,7 @@ def test_detail_page_shows_the_tokens_fields(client, make, org, owner):
 
     assert "<h1>CI deploys</h1>" in page
     assert issued.id in page and f"kw_••••{issued.secret[-4:]}" in page
-    for text in ("Release pipeline", "Personal", "203.0.113.0/24", "never", ">projects<", ">write<", "Active"):
+    for text in ("Release pipeline", "Personal", "203.0.113.0/24", "never", ">projects<", "read · write<", "Active"):
         assert text in page, text
     assert issued.secret not in page
     assert 'id="token-actions"' in page and "Edit</button>" in page

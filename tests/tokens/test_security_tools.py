@@ -31,7 +31,7 @@ def snapshot(make) -> tuple:
     from shared.models import ApiToken, AuditEvent, Event, Notification
 
     tokens = tuple((t.public_id, t.revoked_at, t.revoked_reason, t.created_by_membership_id,
-                    tuple(t.scopes), tuple(t.permissions), t.updated_at) for t in make.rows(ApiToken))
+                    str(t.rights), t.updated_at) for t in make.rows(ApiToken))
     return tokens, len(make.rows(AuditEvent)), len(make.rows(Event)), len(make.rows(Notification))
 
 
@@ -521,8 +521,9 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
     response = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
-    # Unknown labels grant nothing and are kept; known ones never used are gone.
-    assert body["scopes"] == ["documents", "projects", "x-team"] and body["permissions"] == ["read"]
+    # Exactly the pairs used stay; unknown labels grant nothing and are kept; the rest is gone.
+    assert body["rights"] == {"documents": ["read"], "projects": ["read"],
+                              "x-team": ["read", "write", "delete"]}
 
     assert client.get("/api/v1/documents", headers=token.headers).status_code == 200
     assert client.get("/api/v1/projects", headers=token.headers).status_code == 200
@@ -536,10 +537,11 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
     assert write_refused.get_json()["error"]["required"] == {"scope": "documents", "permission": "write"}
 
     [record] = make.rows(AuditEvent, action="token.narrowed")
-    assert record.details["removed"] == {"scopes": ["templates", "billing"], "permissions": ["write", "delete"]}
+    assert record.details["removed"] == {"documents": ["write", "delete"], "projects": ["write", "delete"],
+                                         "templates": ["read", "write", "delete"],
+                                         "billing": ["read", "write", "delete"]}
     assert record.actor_user_id == owner.user_id
-    assert [e.data["token"]["scopes"] for e in make.rows(Event, type="token.updated")] == [
-        ["documents", "projects", "x-team"]]
+    assert [e.data["token"]["rights"] for e in make.rows(Event, type="token.updated")] == [body["rights"]]
 
 
 def test_narrowing_looks_at_the_last_30_days_only(client, make, narrowing, clock):
@@ -549,7 +551,7 @@ def test_narrowing_looks_at_the_last_30_days_only(client, make, narrowing, clock
     clock.advance(days=31)
     client.get("/api/v1/projects", headers=token.headers)
     body = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers).get_json()
-    assert (body["scopes"], body["permissions"]) == (["projects"], ["read"])
+    assert body["rights"] == {"projects": ["read"]}
 
 
 def test_a_token_that_used_nothing_cannot_be_narrowed(client, make, narrowing):
@@ -710,16 +712,16 @@ def test_narrow_to_what_it_used_on_the_detail_page(app, make, narrowing, client)
     page = html(browser.get(f"{TOKENS}/{token.id}"))
     assert "Narrow to what it used" in page and f'id="narrow-{token.id}"' in page
     dialog = page[page.index(f'id="narrow-{token.id}"'):page.index("</dialog>", page.index(f'id="narrow-{token.id}"'))]
-    assert "Scopes removed" in dialog and "templates" in dialog and "write" in dialog
+    assert "Removed" in dialog and "templates" in dialog and "write" in dialog
     confirmation = html(browser.get(f"{TOKENS}/{token.id}/narrow"))  # without JavaScript
     assert "Narrow “reporting” to what it used?" in confirmation and "Narrow token" in confirmation
 
     done = browser.post(f"{TOKENS}/{token.id}/narrow", data={"csrf_token": csrf_from(page)})
     assert done.status_code == 302 and done.headers["Location"].endswith(f"{TOKENS}/{token.id}")
     after = html(browser.get(f"{TOKENS}/{token.id}"))
-    assert "Narrowed “reporting”: removed templates, write." in after and "Narrow to what it used" not in after
-    narrowed = make.get_token(token.id)
-    assert (narrowed.scopes, narrowed.permissions) == (["documents"], ["read"])
+    assert "Narrowed “reporting”: removed documents write, templates read, templates write." in after
+    assert "Narrow to what it used" not in after
+    assert make.get_token(token.id).rights == {"documents": ["read"]}
     assert client.get("/api/v1/documents", headers=token.headers).status_code == 200
 
 
@@ -732,4 +734,4 @@ def test_a_partner_user_narrows_their_own_token_in_the_hub(app, make, client):
     page = html(browser.get(f"/hub/api-tokens/{token.id}"))
     assert "Narrow to what it used" in page and "Revoke selected" not in html(browser.get("/hub/api-tokens"))
     assert browser.post(f"/hub/api-tokens/{token.id}/narrow", data={"csrf_token": csrf_from(page)}).status_code == 302
-    assert make.get_token(token.id).scopes == ["documents"]
+    assert make.get_token(token.id).rights == {"documents": ["read"]}
