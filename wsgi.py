@@ -1,7 +1,7 @@
 import sys
 
 from shared.app import create_app
-from shared.config import ConfigError
+from shared.core.config import ConfigError
 
 try:
     app = create_app()

@@ -7,13 +7,15 @@ from functools import wraps
 from flask import g, request
 from sqlalchemy.orm import joinedload
 
-from shared import ratelimits, token_auth, tokens
-from shared.queue import queue_for
-from shared.audit import Actor
-from shared.errors import AuthError
-from shared.extensions import db
+from shared.audit.record import Actor
+from shared.core import ratelimits
+from shared.core.errors import AuthError
+from shared.core.extensions import db
+from shared.core.netaddr import client_address
 from shared.models import ApiToken, Membership
-from shared.netaddr import client_address
+from shared.tokens import authn, rights
+from shared.tokens.credentials import extract_credentials
+from shared.worker.queue import queue_for
 
 
 def token_required(scope: str | None = None):
@@ -24,27 +26,27 @@ def token_required(scope: str | None = None):
         def wrapper(*args, **kwargs):
             address = client_address()
             ratelimits.refuse_if_failing("auth", address)
-            credentials = tokens.extract_credentials(request.headers.get("Authorization"),
+            credentials = extract_credentials(request.headers.get("Authorization"),
                                                      request.headers.get("X-API-Key"))
-            with token_auth.connect() as connection:
+            with authn.connect() as connection:
                 try:
-                    token = token_auth.authenticate(connection, credentials, address,
+                    token = authn.authenticate(connection, credentials, address,
                                                     user_agent=request.headers.get("User-Agent"), path=request.path)
                     g.rate_state = ratelimits.hit_token(token.id, token.plan)
-                    decision = tokens.decide(token, scope, request.method) if scope is not None else None
+                    decision = rights.decide(token, scope, request.method) if scope is not None else None
                     # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
                     right = (scope, request.method) if decision is not None and decision.allowed else None
-                    g.authenticated_token = token_auth.record_use(connection, token, address, right)
+                    g.authenticated_token = authn.record_use(connection, token, address, right)
                 except AuthError as error:
                     if error.code == "invalid_api_key":
                         ratelimits.count_failure("auth", address)
                     raise
                 finally:
                     # Alerts written on the hot path (anomaly, canary): hand them to the queue.
-                    if token_auth.take_alerts_written():
+                    if authn.take_alerts_written():
                         queue_for().poke()
             if decision is not None:
-                tokens.require(decision, scope, request.method)
+                rights.require(decision, scope, request.method)
             return view(*args, **kwargs)
 
         return wrapper
@@ -52,7 +54,7 @@ def token_required(scope: str | None = None):
     return decorator
 
 
-def authenticated_token() -> token_auth.AuthenticatedToken:
+def authenticated_token() -> authn.AuthenticatedToken:
     """The calling token as authentication read it (enough for its summary and rights)."""
     return g.authenticated_token
 

@@ -20,11 +20,12 @@ from api.schema import (
     start_of,
 )
 from api.views import AUTH_ERRORS
-from shared import documents, tokens, usage
-from shared.documents import DOCUMENT_STATUSES, DocumentFilters
-from shared.errors import InvalidRequest
-from shared.extensions import db
+from shared.core.errors import InvalidRequest
+from shared.core.extensions import db
 from shared.models import Plan
+from shared.orgs import documents
+from shared.orgs.documents import DOCUMENT_STATUSES, DocumentFilters
+from shared.tokens import access, usage
 
 DATA_ERRORS = {**AUTH_ERRORS, 404: "Error"}
 DOCUMENT_FILTERS = {
@@ -120,7 +121,7 @@ def list_templates(query: dict):
           tag="analytics", responses={200: "Usage", 400: "Error", **AUTH_ERRORS},
           query={"days": Integer("Days back, today included", minimum=1, maximum=90, default=30)})
 def analytics_usage(query: dict):
-    visible = db.session.scalars(tokens.visible_tokens_query(current_actor())).all()
+    visible = db.session.scalars(access.visible_tokens_query(current_actor())).all()
     window = usage.days_window(query["days"])
     counts = usage.daily_requests([t.id for t in visible], query["days"])
     return jsonify({"days": query["days"], "items": [
@@ -133,7 +134,7 @@ def analytics_usage(query: dict):
           responses={200: "Billing", **AUTH_ERRORS})
 def billing():
     org = current_token().organization
-    from shared.ratelimits import token_limit_for
+    from shared.core.ratelimits import token_limit_for
 
     return jsonify({"plan": org.plan, "credit_balance": org.credit_balance,
                     "rate_limit": token_limit_for(org.plan),
@@ -147,7 +148,7 @@ def billing():
 def export_all(organization_id: int, query: dict):
     token = current_token()
     if organization_id != token.organization_id:
-        from shared.errors import NotFound
+        from shared.core.errors import NotFound
 
         raise NotFound("No such organization")
     selection = documents.filtered_documents(token, _filters(query))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.errors import ServiceError
-from shared.ratelimits import RateLimited
+from shared.core.errors import ServiceError
+from shared.core.ratelimits import RateLimited
 
 
 def error_response(status: int, code: str, message: str, **extra):

@@ -8,7 +8,7 @@ from flask import current_app, jsonify
 
 from api import bp
 from api.schema import MAX_ID, OPERATIONS
-from shared.roles import KNOWN_SCOPES
+from shared.identity.roles import KNOWN_SCOPES
 
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 _TIME = {"type": "string", "format": "date-time"}

@@ -18,9 +18,9 @@ from flask import g, request
 
 from api import bp
 from api.auth import token_required
-from shared import ratelimits
-from shared.errors import InvalidRequest
-from shared.netaddr import client_address
+from shared.core import ratelimits
+from shared.core.errors import InvalidRequest
+from shared.core.netaddr import client_address
 
 MISSING: Any = object()
 
@@ -154,7 +154,7 @@ def _parse_moment(value: str) -> datetime | None:
     "0001-01-01T00:00:00+01:00" is a valid ISO 8601 string whose UTC value is in year 0:
     converting it raises OverflowError, which must be a 400, not a 500.
     """
-    from shared.tokens import parse_moment
+    from shared.core.dates import parse_moment
 
     try:
         return parse_moment(value)

@@ -11,14 +11,14 @@ from flask import jsonify
 
 from api.auth import current_actor
 from api.schema import Array, Body, Boolean, Moment, String, endpoint, identifier, start_of
-from shared import security_tools, tokens
+from shared.tokens import access, incident, summary
 
 ERRORS = {400: "Error", 401: "Error", 403: "Error", 404: "Error", 409: "Error", 429: "Error"}
 
 BULK_REVOKE = Body({
     "token_ids": Array("Token ids (selected rows); or give rules instead",
                        items=String(max_length=32, min_length=1), min_items=1,
-                       max_items=security_tools.MAX_BULK_IDS),
+                       max_items=incident.MAX_BULK_IDS),
     "created_by": identifier("Every token created by this user (rules combine: all must match)"),
     "partner_id": identifier("Every token of this partner's users"),
     "created_before": Moment("Every token created before this moment (a date: before that day, UTC)"),
@@ -34,11 +34,11 @@ TRANSFER = Body({"to_user_id": identifier("The member who becomes the token's cr
                   "(owners, admins, security managers)",
           scope="tokens", tag="tokens", responses={200: "BulkRevokeResult", **ERRORS}, body=BULK_REVOKE)
 def bulk_revoke(body: dict):
-    rule = security_tools.BulkRule(
+    rule = incident.BulkRule(
         token_ids=tuple(body.get("token_ids", ())), created_by=body.get("created_by"),
         partner_id=body.get("partner_id"), created_before=start_of(body.get("created_before")),
         all=body.get("all", False))
-    result = security_tools.bulk_revoke(current_actor(), rule, dry_run=body.get("dry_run", False))
+    result = incident.bulk_revoke(current_actor(), rule, dry_run=body.get("dry_run", False))
     return jsonify(result.as_json())
 
 
@@ -47,8 +47,8 @@ def bulk_revoke(body: dict):
           scope="tokens", tag="tokens", responses={200: "Token", **ERRORS}, body=TRANSFER)
 def transfer_token(token_id: str, body: dict):
     actor = current_actor()
-    token = security_tools.transfer_token(actor, tokens.get_token_for(actor, token_id), body["to_user_id"])
-    return jsonify(tokens.token_summary(token))
+    token = incident.transfer_token(actor, access.get_token_for(actor, token_id), body["to_user_id"])
+    return jsonify(summary.token_summary(token))
 
 
 @endpoint("POST", "/tokens/<token_id>/narrow",
@@ -56,4 +56,4 @@ def transfer_token(token_id: str, body: dict):
           scope="tokens", tag="tokens", responses={200: "Token", **ERRORS})
 def narrow_token(token_id: str):
     actor = current_actor()
-    return jsonify(tokens.token_summary(security_tools.narrow_token(actor, tokens.get_token_for(actor, token_id))))
+    return jsonify(summary.token_summary(incident.narrow_token(actor, access.get_token_for(actor, token_id))))

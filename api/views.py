@@ -16,15 +16,17 @@ from api.schema import (
     identifier,
     pagination,
 )
-from shared import leaks, roles, tokens, usage
-from shared.models import TokenType
-from shared.netaddr import client_address
+from shared.core.netaddr import client_address
+from shared.identity import roles
+from shared.models import TOKEN_TYPES, TokenType
+from shared.tokens import access, leaks, lifecycle, queries, rights, summary, usage
+from shared.tokens import payload as token_payload
 
 NO_STORE = {"Cache-Control": "no-store"}
 AUTH_ERRORS = {401: "Error", 403: "Error", 429: "Error"}
 TOKEN_ERRORS = {**AUTH_ERRORS, 404: "Error", 409: "Error"}
 
-_labels = dict(items=String(max_length=50, min_length=1), min_items=1, max_items=tokens.MAX_LABELS)
+_labels = dict(items=String(max_length=50, min_length=1), min_items=1, max_items=token_payload.MAX_LABELS)
 TOKEN_FIELDS = {
     "name": String("1–100 characters, no control characters", min_length=1, max_length=100),
     "description": String("At most 500 characters", max_length=500, nullable=True),
@@ -33,11 +35,11 @@ TOKEN_FIELDS = {
     "expires_in_days": Integer("Lifetime in days", minimum=1, maximum=3650, nullable=True),
     "expires_at": Moment("Expiry; null for never", nullable=True),
     "ip_allowlist": Array("IPv4/IPv6 addresses or CIDR ranges",
-                          items=String(max_length=64), max_items=tokens.MAX_ALLOWLIST_ENTRIES, nullable=True),
+                          items=String(max_length=64), max_items=token_payload.MAX_ALLOWLIST_ENTRIES, nullable=True),
 }
 CREATE_TOKEN = Body({
     **TOKEN_FIELDS,
-    "type": String("Token type", choices=TokenType.ALL, default=TokenType.PERSONAL),
+    "type": String("Token type", choices=TOKEN_TYPES, default=TokenType.PERSONAL),
     "project_id": identifier("Project of a project token", nullable=True),
     "canary": Boolean("A canary (owners, admins, security managers): an organization token that grants "
                       "nothing and raises token.canary_used whenever it is presented", default=False),
@@ -51,7 +53,7 @@ def me():
     # Everything here was read by authentication: no further query.
     token = authenticated_token()
     return jsonify({
-        "token": tokens.token_summary(token),
+        "token": summary.token_summary(token),
         "organization": {"id": token.organization_id, "name": token.organization_name,
                          "slug": token.organization_slug},
         "user": {"id": token.creator_user.id, "email": token.creator_user.email, "role": token.creator_role},
@@ -61,38 +63,38 @@ def me():
 @endpoint("GET", "/tokens", summary="List tokens (own; every token of the org for managers)", scope="tokens",
           tag="tokens", responses={200: "TokenList", 400: "Error", **AUTH_ERRORS}, query={
               "name": String("Filter by name (contains)", max_length=100),
-              "type": String("Token type", choices=TokenType.ALL),
-              "status": String("Status", choices=tokens.LIST_STATUSES),
+              "type": String("Token type", choices=TOKEN_TYPES),
+              "status": String("Status", choices=queries.LIST_STATUSES),
               "project_id": identifier("Project"),
               **pagination()})
 def list_tokens(query: dict):
-    filters = tokens.TokenFilters(
+    filters = queries.TokenFilters(
         tab="deleted" if query.get("status") == "revoked" else "active", name=query.get("name", "").strip(),
         type=query.get("type", ""), status=query.get("status", ""), project_id=query.get("project_id"),
         page=query["page"], per_page=query["per_page"])
-    items, total = tokens.list_tokens(current_actor(), filters)
-    return jsonify({"items": [tokens.token_summary(t) for t in items], "page": filters.page,
+    items, total = queries.list_tokens(current_actor(), filters)
+    return jsonify({"items": [summary.token_summary(t) for t in items], "page": filters.page,
                     "per_page": filters.per_page, "total": total})
 
 
 @endpoint("POST", "/tokens", summary="Create a token (answers its secret, once)", scope="tokens", tag="tokens",
           responses={201: "TokenWithSecret", 400: "Error", **TOKEN_ERRORS}, body=CREATE_TOKEN)
 def create_token(body: dict):
-    token, secret = tokens.create_token(current_actor(), tokens.parse_token_payload(body, creating=True))
-    return jsonify({"token": tokens.token_summary(token), "secret": secret}), 201, NO_STORE
+    token, secret = lifecycle.create_token(current_actor(), token_payload.parse_token_payload(body, creating=True))
+    return jsonify({"token": summary.token_summary(token), "secret": secret}), 201, NO_STORE
 
 
 @endpoint("GET", "/tokens/<token_id>", summary="Read a token", scope="tokens", tag="tokens",
           responses={200: "Token", **TOKEN_ERRORS})
 def get_token(token_id: str):
-    return jsonify(tokens.token_summary(tokens.get_token_for(current_actor(), token_id)))
+    return jsonify(summary.token_summary(access.get_token_for(current_actor(), token_id)))
 
 
 @endpoint("GET", "/tokens/<token_id>/usage", summary="Requests per UTC day, oldest first (days without requests included)",
           scope="tokens", tag="tokens", responses={200: "TokenUsage", 400: "Error", **TOKEN_ERRORS},
           query={"days": Integer("Days back, today included", minimum=1, maximum=90, default=30)})
 def token_usage(token_id: str, query: dict):
-    token = tokens.get_token_for(current_actor(), token_id)
+    token = access.get_token_for(current_actor(), token_id)
     counts = usage.daily_requests([token.id], query["days"])[token.id]
     return jsonify({"days": [{"date": day.isoformat(), "requests": counts.get(day, 0)}
                              for day in usage.days_window(query["days"])]})
@@ -101,27 +103,27 @@ def token_usage(token_id: str, query: dict):
 @endpoint("GET", "/tokens/<token_id>/rights", summary="Effective rights: every scope × method, allowed or why not",
           scope="tokens", tag="tokens", responses={200: "TokenRights", **TOKEN_ERRORS})
 def token_rights(token_id: str):
-    return jsonify({"rights": tokens.rights_table(tokens.get_token_for(current_actor(), token_id))})
+    return jsonify({"rights": rights.rights_table(access.get_token_for(current_actor(), token_id))})
 
 
 @endpoint("PATCH", "/tokens/<token_id>", summary="Edit a token (everything but the secret)", scope="tokens",
           tag="tokens", responses={200: "Token", 400: "Error", **TOKEN_ERRORS}, body=UPDATE_TOKEN)
 def update_token(token_id: str, body: dict):
     actor = current_actor()
-    token = tokens.get_token_for(actor, token_id)
-    data = tokens.parse_token_payload(body, creating=False)
-    return jsonify(tokens.token_summary(tokens.update_token(actor, token, data)))
+    token = access.get_token_for(actor, token_id)
+    data = token_payload.parse_token_payload(body, creating=False)
+    return jsonify(summary.token_summary(lifecycle.update_token(actor, token, data)))
 
 
 @endpoint("DELETE", "/tokens/<token_id>", summary="Revoke a token (final)", scope="tokens", tag="tokens",
           responses={200: "Token", **TOKEN_ERRORS})
 def revoke_token(token_id: str):
     actor = current_actor()
-    return jsonify(tokens.token_summary(tokens.revoke_token(actor, tokens.get_token_for(actor, token_id))))
+    return jsonify(summary.token_summary(lifecycle.revoke_token(actor, access.get_token_for(actor, token_id))))
 
 
 REGENERATE = Body({"grace_period": String("How long the old value keeps working",
-                                           choices=tuple(tokens.GRACE_PERIODS), default="none")},
+                                           choices=tuple(lifecycle.GRACE_PERIODS), default="none")},
                    name="TokenRegenerate", optional=True)
 
 
@@ -131,30 +133,30 @@ REGENERATE = Body({"grace_period": String("How long the old value keeps working"
           body=REGENERATE)
 def regenerate_token(token_id: str, body: dict):
     actor = current_actor()
-    token, secret = tokens.regenerate_token(actor, tokens.get_token_for(actor, token_id),
+    token, secret = lifecycle.regenerate_token(actor, access.get_token_for(actor, token_id),
                                             body.get("grace_period", "none"))
-    return jsonify({"token": tokens.token_summary(token), "secret": secret}), 200, NO_STORE
+    return jsonify({"token": summary.token_summary(token), "secret": secret}), 200, NO_STORE
 
 
 @endpoint("POST", "/tokens/<token_id>/end-grace", summary="The previous value stops working now",
           scope="tokens", tag="tokens", responses={200: "Token", **TOKEN_ERRORS})
 def end_grace(token_id: str):
     actor = current_actor()
-    return jsonify(tokens.token_summary(tokens.end_grace(actor, tokens.get_token_for(actor, token_id))))
+    return jsonify(summary.token_summary(lifecycle.end_grace(actor, access.get_token_for(actor, token_id))))
 
 
 @endpoint("POST", "/tokens/<token_id>/deactivate", summary="Deactivate a token", scope="tokens", tag="tokens",
           responses={200: "Token", **TOKEN_ERRORS})
 def deactivate_token(token_id: str):
     actor = current_actor()
-    return jsonify(tokens.token_summary(tokens.set_active(actor, tokens.get_token_for(actor, token_id), False)))
+    return jsonify(summary.token_summary(lifecycle.set_active(actor, access.get_token_for(actor, token_id), False)))
 
 
 @endpoint("POST", "/tokens/<token_id>/reactivate", summary="Reactivate a token", scope="tokens", tag="tokens",
           responses={200: "Token", **TOKEN_ERRORS})
 def reactivate_token(token_id: str):
     actor = current_actor()
-    return jsonify(tokens.token_summary(tokens.set_active(actor, tokens.get_token_for(actor, token_id), True)))
+    return jsonify(summary.token_summary(lifecycle.set_active(actor, access.get_token_for(actor, token_id), True)))
 
 
 LEAK_REPORT = Body({

@@ -153,7 +153,7 @@ def measure(requests: int = 3000, rounds: int = 5, profile: bool = False) -> dic
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         result["profile"] = out.getvalue()
     with app.app_context():
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         db.session.remove()
         db.engine.dispose()

@@ -132,12 +132,17 @@ def wait_for(receiver: Receiver, ids: set[str], seconds: float) -> None:
 
 
 def run_storage(label: str, queue_url: str, args, workdir: Path) -> dict:
-    from shared import accounts, tokens, webhooks
     from shared.app import create_app
-    from shared.audit import Actor
-    from shared.extensions import db
+    from shared.audit.record import Actor
+    from shared.core.extensions import db
+    from shared.events import outbox
+    from shared.identity import accounts
     from shared.models import Event, Membership
-    from shared.queue import queue_for
+    from shared.orgs import organizations
+    from shared.tokens import lifecycle
+    from shared.tokens import payload as token_payload
+    from shared.webhooks import endpoints
+    from shared.worker.queue import queue_for
 
     folder = workdir / label
     folder.mkdir()
@@ -155,15 +160,15 @@ def run_storage(label: str, queue_url: str, args, workdir: Path) -> dict:
     worker = None
     try:
         with app.app_context():
-            org = accounts.create_organization("Bench", "enterprise")
+            org = organizations.create_organization("Bench", "enterprise")
             owner = accounts.add_member(org, "owner@bench.test", "owner", password="bench password 1")
             actor = Actor(membership=db.session.get(Membership, owner.id))
-            _, receiver.secret = webhooks.create_endpoint(actor, receiver.url, list(webhooks.events.TYPES))
+            _, receiver.secret = endpoints.create_endpoint(actor, receiver.url, list(outbox.TYPES))
 
             def change(n: int) -> str:
-                data = tokens.parse_token_payload({"name": f"bench {n}", "scopes": ["documents"],
+                data = token_payload.parse_token_payload({"name": f"bench {n}", "scopes": ["documents"],
                                                    "permissions": ["read"]}, creating=True)
-                token, _ = tokens.create_token(actor, data)
+                token, _ = lifecycle.create_token(actor, data)
                 return token.id
 
             def events_of(token_ids: list[int]) -> dict[str, float]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 from flask import redirect, url_for
 
 from partner_hub import bp
-from shared.auth import member_page
-from shared.notification_pages import register_notification_pages
-from shared.roles import Capability
-from shared.security_pages import register_security_pages
-from shared.token_pages import register_token_pages
+from shared.identity.roles import Capability
+from shared.identity.signin import member_page
+from shared.notifications.pages import register_notification_pages
+from shared.tokens.incident_pages import register_security_pages
+from shared.tokens.pages import register_token_pages
 
 LAYOUT = "hub/layout.html"
 partner_page = member_page(Capability.MANAGE_OWN_TOKENS, partner=True)

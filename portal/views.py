@@ -12,13 +12,18 @@ from collections.abc import Callable
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 
 from portal import bp
-from shared import audit_export, audit_log, organizations, partners, roles, security_tools
-from shared.auth import current_actor, member_page
-from shared.errors import InvalidRequest, ServiceError, TokenLimitReached
-from shared.notification_pages import register_notification_pages
-from shared.roles import Capability
-from shared.security_pages import register_security_pages
-from shared.token_pages import FORM_ERROR_STATUS, register_token_pages, wants_fragment
+from shared.audit import export as audit_export
+from shared.audit import log as audit_log
+from shared.core.errors import InvalidRequest, ServiceError, TokenLimitReached
+from shared.identity import members as member_admin
+from shared.identity import roles
+from shared.identity.roles import Capability
+from shared.identity.signin import current_actor, member_page
+from shared.notifications.pages import register_notification_pages
+from shared.orgs import organizations, partners
+from shared.tokens import incident
+from shared.tokens.incident_pages import register_security_pages
+from shared.tokens.pages import FORM_ERROR_STATUS, register_token_pages, wants_fragment
 
 LAYOUT = "portal/layout.html"
 
@@ -41,10 +46,10 @@ def _members_page(form_values: dict | None = None, error: ServiceError | None = 
     actor = current_actor()
     return render_template(
         "portal/members.html",
-        members=organizations.list_members(actor),
-        departures=security_tools.departures(actor),
-        transfer_candidates=security_tools.transfer_candidates(actor),
-        roles_for=lambda membership=None: organizations.assignable_roles(actor, membership),
+        members=member_admin.list_members(actor),
+        departures=incident.departures(actor),
+        transfer_candidates=incident.transfer_candidates(actor),
+        roles_for=lambda membership=None: member_admin.assignable_roles(actor, membership),
         partners=organizations.list_partners(actor.organization_id),
         values=form_values or {},
         errors=error.fields if error else {},
@@ -65,7 +70,7 @@ def add_member():
     form = request.form
     partner_id = form.get("partner_id", type=int)
     try:
-        membership = organizations.add_member(
+        membership = member_admin.add_member(
             current_actor(), form.get("email", ""), form.get("role", ""),
             display_name=form.get("display_name", "").strip(), password=form.get("password", ""),
             partner_id=partner_id)
@@ -80,9 +85,9 @@ def add_member():
 @staff_page(Capability.MANAGE_MEMBERS)
 def change_role(membership_id: int):
     actor = current_actor()
-    membership = organizations.get_member(actor, membership_id)
+    membership = member_admin.get_member(actor, membership_id)
     try:
-        organizations.change_role(actor, membership, request.form.get("role", ""))
+        member_admin.change_role(actor, membership, request.form.get("role", ""))
     except InvalidRequest as error:
         flash(error.message, "error")
         return redirect(url_for("portal.members"))
@@ -95,10 +100,10 @@ def change_role(membership_id: int):
 def confirm_remove_member(membership_id: int):
     """The removal dialog as a page, for a browser without JavaScript."""
     actor = current_actor()
-    membership = organizations.get_member(actor, membership_id)
+    membership = member_admin.get_member(actor, membership_id)
     return render_template("portal/member_remove.html", membership=membership,
-                           departure=security_tools.departures(actor).get(membership.id),
-                           candidates=security_tools.transfer_candidates(actor, membership))
+                           departure=incident.departures(actor).get(membership.id),
+                           candidates=incident.transfer_candidates(actor, membership))
 
 
 @bp.post("/settings/members/<int:membership_id>/remove")
@@ -106,10 +111,10 @@ def confirm_remove_member(membership_id: int):
 def remove_member(membership_id: int):
     """Remove the member, first transferring their organization and project tokens when asked."""
     actor = current_actor()
-    membership = organizations.get_member(actor, membership_id)
+    membership = member_admin.get_member(actor, membership_id)
     email = membership.user.email
     try:
-        moved = security_tools.transfer_and_remove(actor, membership, request.form.get("transfer_to", type=int))
+        moved = incident.transfer_and_remove(actor, membership, request.form.get("transfer_to", type=int))
     except (InvalidRequest, TokenLimitReached) as error:
         flash(f"{email} was not removed: {error.message}", "error")
         return redirect(url_for("portal.members"))

@@ -8,11 +8,12 @@ from flask import flash, redirect, render_template, request, url_for
 
 from portal import bp
 from portal.views import staff_page
-from shared import events, webhooks
-from shared.auth import current_actor
-from shared.errors import InvalidRequest
-from shared.roles import Capability
-from shared.token_pages import FORM_ERROR_STATUS, NO_STORE
+from shared.core.errors import InvalidRequest
+from shared.events import outbox
+from shared.identity.roles import Capability
+from shared.identity.signin import current_actor
+from shared.tokens.pages import FORM_ERROR_STATUS, NO_STORE
+from shared.webhooks import endpoints
 
 manager_page = staff_page(Capability.MANAGE_WEBHOOKS)
 
@@ -20,9 +21,9 @@ manager_page = staff_page(Capability.MANAGE_WEBHOOKS)
 def _index(*, error: InvalidRequest | None = None, created=None, secret: str | None = None):
     form = request.form if error else {}
     return render_template(
-        "portal/webhooks.html", endpoints=webhooks.list_endpoints(current_actor()), event_types=events.TYPES,
+        "portal/webhooks.html", endpoints=endpoints.list_endpoints(current_actor()), event_types=outbox.TYPES,
         values={"url": form.get("url", ""),
-                "event_types": form.getlist("event_types") if error else list(events.TYPES)},
+                "event_types": form.getlist("event_types") if error else list(outbox.TYPES)},
         errors=error.fields if error else {}, form_error=error.message if error and not error.fields else None,
         created=created, secret=secret)
 
@@ -44,7 +45,7 @@ def webhooks_page():
 @manager_page
 def webhook_create():
     try:
-        endpoint, secret = webhooks.create_endpoint(current_actor(), request.form.get("url", ""),
+        endpoint, secret = endpoints.create_endpoint(current_actor(), request.form.get("url", ""),
                                                     request.form.getlist("event_types"))
     except InvalidRequest as error:
         return _index(error=error), FORM_ERROR_STATUS
@@ -56,9 +57,9 @@ def webhook_create():
 @manager_page
 def webhook_log(webhook_id: str):
     actor = current_actor()
-    endpoint = webhooks.get_endpoint_for(actor, webhook_id)
+    endpoint = endpoints.get_endpoint_for(actor, webhook_id)
     return render_template("portal/webhook_log.html", endpoint=endpoint,
-                           entries=webhooks.delivery_log(actor, endpoint))
+                           entries=endpoints.delivery_log(actor, endpoint))
 
 
 @bp.post("/settings/webhooks/<webhook_id>/<any(enable, disable):action>")
@@ -66,7 +67,7 @@ def webhook_log(webhook_id: str):
 def webhook_set_active(webhook_id: str, action: str):
     actor = current_actor()
     active = action == "enable"
-    endpoint = webhooks.set_endpoint_active(actor, webhooks.get_endpoint_for(actor, webhook_id), active)
+    endpoint = endpoints.set_endpoint_active(actor, endpoints.get_endpoint_for(actor, webhook_id), active)
     return _back(f"Enabled {endpoint.url}." if active
                  else f"Disabled {endpoint.url}. Nothing is sent to it until you enable it again.")
 
@@ -75,7 +76,7 @@ def webhook_set_active(webhook_id: str, action: str):
 @manager_page
 def webhook_delete(webhook_id: str):
     actor = current_actor()
-    endpoint = webhooks.delete_endpoint(actor, webhooks.get_endpoint_for(actor, webhook_id))
+    endpoint = endpoints.delete_endpoint(actor, endpoints.get_endpoint_for(actor, webhook_id))
     return _back(f"Deleted the endpoint {endpoint.url}. Nothing more is sent to it.")
 
 
@@ -83,9 +84,9 @@ def webhook_delete(webhook_id: str):
 @manager_page
 def webhook_resend(webhook_id: str, delivery_id: int):
     actor = current_actor()
-    endpoint = webhooks.get_endpoint_for(actor, webhook_id)
+    endpoint = endpoints.get_endpoint_for(actor, webhook_id)
     try:
-        delivery = webhooks.resend(actor, endpoint, delivery_id)
+        delivery = endpoints.resend(actor, endpoint, delivery_id)
     except InvalidRequest as error:
         flash(error.message, "error")
         return redirect(url_for("portal.webhook_log", webhook_id=endpoint.public_id))

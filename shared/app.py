@@ -11,14 +11,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
-from shared import queue as task_queue
-from shared.db import AUTOCOMMIT_BIND
-from shared import ratelimits
-from shared.config import build_config, engine_options
-from shared.errors import ServiceError
-from shared.extensions import csrf, db, login_manager, migrate
-from shared.security import init_security
+from shared.core import ratelimits
+from shared.core.config import build_config, engine_options
+from shared.core.db import AUTOCOMMIT_BIND
+from shared.core.errors import ServiceError
+from shared.core.extensions import csrf, db, login_manager, migrate
+from shared.core.http_headers import init_security
+
+# noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
+from shared.worker import queue as task_queue
 
 API_PREFIX = "/api/"
 log = logging.getLogger("keyward")
@@ -62,7 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from api import bp as api_bp
     from partner_hub import bp as hub_bp
     from portal import bp as portal_bp
-    from shared.auth import bp as auth_bp
+    from shared.identity.signin import bp as auth_bp
 
     csrf.exempt(api_bp)  # token-authenticated, never cookie-authenticated
     app.register_blueprint(auth_bp)
@@ -153,9 +154,9 @@ def _register_error_handlers(app: Flask) -> None:
 
 
 def _register_template_helpers(app: Flask) -> None:
-    from shared import timefmt
+    from shared.core import dates
 
-    app.jinja_env.filters["relative_time"] = timefmt.relative
-    app.jinja_env.filters["exact_time"] = timefmt.exact
-    app.jinja_env.filters["iso_time"] = timefmt.iso
-    app.jinja_env.filters["day"] = timefmt.day
+    app.jinja_env.filters["relative_time"] = dates.relative
+    app.jinja_env.filters["exact_time"] = dates.exact
+    app.jinja_env.filters["iso_time"] = dates.iso
+    app.jinja_env.filters["day"] = dates.day

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -26,8 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from shared import clock
-from shared.extensions import db
+from shared.core import clock
+from shared.core.extensions import db
 
 
 class UTCDateTime(TypeDecorator):
@@ -54,12 +55,14 @@ def _now() -> datetime:
     return clock.now()
 
 
-class Plan:
+class Plan(StrEnum):
     NONE = "none"
     FREE = "free"
     BUSINESS = "business"
     ENTERPRISE = "enterprise"
-    ALL = (NONE, FREE, BUSINESS, ENTERPRISE)
+
+
+PLANS = tuple(plan.value for plan in Plan)
 
 
 class Organization(db.Model):
@@ -243,11 +246,21 @@ class Document(db.Model):
     created_by_token: Mapped[ApiToken | None] = relationship()
 
 
-class TokenType:
+class TokenType(StrEnum):
     PERSONAL = "personal"
     ORGANIZATION = "organization"
     PROJECT = "project"
-    ALL = (PERSONAL, ORGANIZATION, PROJECT)
+
+
+TOKEN_TYPES = tuple(kind.value for kind in TokenType)
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's state: pending until it succeeds or runs out of attempts."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 class ApiToken(db.Model):

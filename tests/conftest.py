@@ -26,8 +26,8 @@ os.environ.pop("DATABASE_URL", None)
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from shared import clock as clock_module  # noqa: E402
 from shared.app import create_app  # noqa: E402
+from shared.core import clock as clock_module  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -52,7 +52,7 @@ def _migrate(url: str) -> None:
     app = create_app({"SQLALCHEMY_DATABASE_URI": url})
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         db.engine.dispose()
 
@@ -114,7 +114,7 @@ def app_config(database_url, rate_limit_storage, tmp_path) -> dict:
 
 def _dispose(app) -> None:
     with app.app_context():
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         db.session.remove()
         for engine in db.engines.values():
@@ -198,7 +198,7 @@ def bearer(secret: str) -> dict[str, str]:
 
 @functools.cache
 def _shared_password_hash() -> str:
-    from shared.accounts import hash_password
+    from shared.identity.accounts import hash_password
 
     return hash_password(Factory.password)
 
@@ -217,41 +217,42 @@ class Factory:
         return self._n
 
     def org(self, plan: str = "business", name: str | None = None) -> Org:
-        from shared import accounts
+        from shared.orgs import organizations
 
         with self.app.app_context():
-            org = accounts.create_organization(name or f"Org {self._next()}", plan)
+            org = organizations.create_organization(name or f"Org {self._next()}", plan)
             return Org(org.id, org.slug, org.plan)
 
     def partner(self, org: Org, name: str | None = None) -> int:
-        from shared import accounts
+        from shared.orgs import organizations, partners
 
         with self.app.app_context():
-            return accounts.create_partner(accounts.get_organization(org.slug), name or f"Partner {self._next()}").id
+            return partners.register_partner(organizations.get_organization(org.slug), name or f"Partner {self._next()}").id
 
     def project(self, org: Org, name: str | None = None) -> int:
-        from shared import accounts
+        from shared.orgs import organizations
 
         with self.app.app_context():
-            return accounts.create_project(accounts.get_organization(org.slug), name or f"Project {self._next()}").id
+            return organizations.create_project(organizations.get_organization(org.slug), name or f"Project {self._next()}").id
 
     def member(self, org: Org, role: str = "editor", *, partner_id: int | None = None,
                email: str | None = None) -> Member:
-        from shared import accounts
-        from shared.extensions import db
+        from shared.core.extensions import db
+        from shared.identity import accounts
         from shared.models import Partner
+        from shared.orgs import organizations
 
         email = email or f"{role}{self._next()}@example.test"
         with self.app.app_context():
             partner = db.session.get(Partner, partner_id) if partner_id else None
-            membership = accounts.add_member(accounts.get_organization(org.slug), email, role,
+            membership = accounts.add_member(organizations.get_organization(org.slug), email, role,
                                              password=self.password, partner=partner)
             return Member(membership.id, membership.user_id, membership.user.email, self.password, org, role)
 
     def api_member(self, org: Org, role: str = "editor", *, partner_id: int | None = None) -> Member:
         """Like member(), for tests that only call the API: the user row gets a hash of the same
         password computed once per run, since argon2 costs ~0.1 s per new user."""
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import User
 
         email = f"{role}{self._next()}@api.example.test"
@@ -261,23 +262,24 @@ class Factory:
         return self.member(org, role, partner_id=partner_id, email=email)
 
     def token(self, member: Member, **payload) -> Issued:
-        from shared import tokens
-        from shared.audit import Actor
-        from shared.extensions import db
+        from shared.audit.record import Actor
+        from shared.core.extensions import db
         from shared.models import Membership
+        from shared.tokens import lifecycle
+        from shared.tokens import payload as token_payload
 
         payload.setdefault("name", f"token {self._next()}")
         payload.setdefault("permissions", ["read"])
         payload.setdefault("scopes", ["documents"])
         with self.app.app_context():
             membership = db.session.get(Membership, member.id)
-            data = tokens.parse_token_payload(payload, creating=True)
-            token, secret = tokens.create_token(Actor(membership=membership), data)
+            data = token_payload.parse_token_payload(payload, creating=True)
+            token, secret = lifecycle.create_token(Actor(membership=membership), data)
             return Issued(token.public_id, secret, member)
 
     def document(self, org: Org, title: str | None = None, **columns) -> int:
         """A document row of `org` (project_id, visibility_group_id, partner_id, status, created_at...)."""
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import Document
 
         with self.app.app_context():
@@ -289,7 +291,7 @@ class Factory:
     def get_token(self, public_id: str):
         from sqlalchemy import select
 
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import ApiToken
 
         with self.app.app_context():
@@ -298,7 +300,7 @@ class Factory:
     def audit(self, action: str | None = None) -> list:
         from sqlalchemy import select
 
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import AuditEvent
 
         with self.app.app_context():
@@ -311,7 +313,7 @@ class Factory:
         """Every row of `model` matching column == value for each keyword, in id order."""
         from sqlalchemy import select
 
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         query = select(model).order_by(model.id)
         for name, value in where.items():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from sqlalchemy import event
 
@@ -65,7 +63,7 @@ def test_non_canonical_forms_are_refused(client, make, editor):
 def test_unknown_token_with_valid_checksum_is_invalid(client, app, make, editor):
     make.token(editor)
     with app.app_context():
-        from shared.tokens import generate_secret
+        from shared.tokens.format import generate_secret
 
         unknown = generate_secret()
     response = client.get("/api/v1/me", headers=bearer(unknown))
@@ -77,7 +75,7 @@ def test_checksum_rejection_touches_no_database(client, app, make, editor):
     tampered = issued.secret[:-1] + ("0" if issued.secret[-1] != "0" else "1")
     statements = []
     with app.app_context():
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         engine = db.engine
     listener = lambda *args: statements.append(args[2])  # noqa: E731
@@ -201,7 +199,7 @@ def test_deactivated_user_tokens_stop(client, make, app, editor):
     issued = make.token(editor)
 
     def deactivate():
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import User
 
         db.session.get(User, editor.user_id).is_active = False
@@ -233,7 +231,7 @@ def test_plan_none_refuses_requests_with_plan_required(client, make, editor):
     issued = make.token(editor)
 
     def drop_plan():
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import Organization
 
         db.session.get(Organization, editor.org.id).plan = "none"

@@ -30,7 +30,7 @@ def owner(make, org):
 
 def add_events(make, org, count: int, clock, actor_user_id: int | None = None) -> None:
     """`count` audit rows in one executemany, a minute apart, newest now, with varied actions."""
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import AuditEvent
 
     now = clock.now()
@@ -69,7 +69,7 @@ def peak_while(work) -> int:
 
 
 def test_ten_thousand_rows_stream_in_flat_memory_and_read_back_as_csv(client, make, org, owner, clock, tmp_path):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import AuditEvent
 
     add_events(make, org, ROWS, clock, owner.user_id)  # a minute apart: about 7 days
@@ -175,7 +175,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralized(client, make, or
     agent = client.get(f"{EXPORT}?format=jsonl&action=token.created").get_data(as_text=True)
     assert json.loads(agent.splitlines()[0])["details"]["name"] == "=HYPERLINK(\"http://evil.test\",\"x\")"
 
-    from shared.audit_export import _cell
+    from shared.audit.export import _cell
 
     assert _cell("=1+2") == "'=1+2" and _cell("-3") == "'-3" and _cell("@x") == "'@x" and _cell("ok") == "ok"
 

@@ -16,7 +16,7 @@ CREATE = "/api/v1/tokens"
 
 def _key(make, member):
     """A key with every right the member's role allows (a token creates nothing beyond its own)."""
-    from shared import roles
+    from shared.identity import roles
 
     return make.token(member, name="key", scopes=sorted(s.value for s in roles.role_scopes(member.role)),
                       permissions=sorted(p.value for p in roles.role_permissions(member.role)))
@@ -84,7 +84,7 @@ def test_canary_is_chosen_at_creation_only(client, make, org):
 
 
 def _unknown_value() -> str:
-    from shared.tokens import _checksum
+    from shared.tokens.format import _checksum
 
     body = "cd" * 28
     return "kw_" + body + _checksum(body)  # well formed, never issued

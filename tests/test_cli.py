@@ -39,7 +39,7 @@ def test_existing_user_gets_membership_in_another_org(runner, make):
     def roles():
         from sqlalchemy import select
 
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import Membership, User
 
         user = db.session.scalars(select(User).where(User.email == "multi@example.test")).one()

@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-
 from tests.conftest import bearer
 
 
@@ -83,7 +82,7 @@ def test_free_plan_limit_holds_when_32_creations_race(make, live_server):
     assert all(body["error"]["code"] == "token_limit_reached" for status, body in results if status == 409)
 
     def live_count():
-        from shared.tokens import active_token_count
+        from shared.tokens.access import active_token_count
 
         return active_token_count(member.id)
 

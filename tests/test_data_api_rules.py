@@ -135,7 +135,7 @@ class World:
         make.run(self._fill)  # one transaction: this fixture runs for most tests of the file
 
     def _fill(self) -> None:
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import (
             Document,
             Organization,
@@ -182,7 +182,7 @@ class World:
         return self.make.api_member(self.other_org, "owner")
 
     def _join(self, member, group: str) -> None:
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import Membership, VisibilityGroup
 
         membership = db.session.get(Membership, member.id)
@@ -231,7 +231,7 @@ class World:
         """Every document row, to show that a refused request changed nothing."""
         from sqlalchemy import select
 
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import Document
 
         return self.make.run(lambda: [
@@ -284,8 +284,8 @@ def test_endpoint_refuses_a_token_without_the_methods_permission(client, world, 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
 def test_creators_current_role_caps_the_token(client, world, endpoint):
     """An owner's all-powerful token, after the owner becomes a viewer: read only, no billing."""
-    from shared import accounts
-    from shared.extensions import db
+    from shared.core.extensions import db
+    from shared.identity import accounts
     from shared.models import Membership
 
     issued = owner_token(world, scopes=ALL_SCOPES, permissions=ALL_PERMISSIONS)
@@ -647,7 +647,7 @@ def test_export_applies_the_same_filters_as_the_list(client, world):
 
 
 def test_export_goes_past_one_batch_without_losing_or_repeating_rows(client, world):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Document
 
     def bulk():

@@ -20,7 +20,7 @@ def owner(make, org):
 
 
 def set_policy(make, org, days: int | None) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Organization
 
     def apply():
@@ -32,13 +32,13 @@ def set_policy(make, org, days: int | None) -> None:
 
 
 def sweep(make) -> None:
-    from shared import queue
+    from shared.worker import queue
 
     make.run(queue.sweep)
 
 
 def rows(make, model, **where) -> list:
-    from shared.extensions import db
+    from shared.core.extensions import db
 
     def query():
         statement = select(model).order_by(model.id)
@@ -68,7 +68,7 @@ def manager(make, owner):
 
 
 def test_only_tokens_past_the_policy_are_deactivated(client, make, org, owner, manager, clock):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     editor = make.api_member(org, "editor")
@@ -130,7 +130,7 @@ def test_repeated_sweeps_deactivate_once_and_tell_once(client, make, org, owner,
 def test_concurrent_sweeps_deactivate_a_token_once(make, app, org, clock):
     import threading
 
-    from shared import dormant
+    from shared.tokens import dormant
 
     tokens = [make.token(make.api_member(org, "editor")) for _ in range(3)]
     set_policy(make, org, 30)
@@ -211,7 +211,7 @@ def test_the_worker_applies_the_policy(make, org, runner, clock):
 
 
 def test_the_rule_is_the_dormant_badges_rule(make, org, clock):
-    from shared import dormant, insight
+    from shared.tokens import dormant, insight
 
     issued = make.token(make.api_member(org, "editor"))
     clock.advance(days=90)
@@ -224,7 +224,7 @@ def test_the_rule_is_the_dormant_badges_rule(make, org, clock):
 
 
 def test_the_owner_sets_the_policy_on_the_organization_page(client, make, org):
-    from shared import accounts
+    from shared.orgs import organizations
 
     owner = make.member(org, "owner")
     login(client, owner)
@@ -234,14 +234,14 @@ def test_the_owner_sets_the_policy_on_the_organization_page(client, make, org):
         "csrf_token": csrf_from(page), "plan": "business", "allow_no_expiry": "1",
         "deactivate_unused_days": "45"})
     assert response.status_code == 302
-    assert make.run(lambda: accounts.get_organization(org.slug)).policy_deactivate_unused_days == 45
+    assert make.run(lambda: organizations.get_organization(org.slug)).policy_deactivate_unused_days == 45
     changes = make.audit("organization.policy_changed")[-1].details["changes"]
     assert changes == {"deactivate_unused_days": {"from": None, "to": 45}}
     assert 'value="45"' in client.get("/settings/organization").get_data(as_text=True)
 
     client.post("/settings/organization", data={"csrf_token": csrf_from(page), "plan": "business",
                                                 "allow_no_expiry": "1", "deactivate_unused_days": ""})
-    assert make.run(lambda: accounts.get_organization(org.slug)).policy_deactivate_unused_days is None
+    assert make.run(lambda: organizations.get_organization(org.slug)).policy_deactivate_unused_days is None
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "4000"])

@@ -117,7 +117,7 @@ def assert_unhealthy(browser: Browser) -> None:
 
 def token_rows(factory: Factory) -> dict[str, str]:
     """public id -> name of every token row."""
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     return factory.run(lambda: dict(db.session.execute(select(ApiToken.public_id, ApiToken.name)).all()))
@@ -128,7 +128,7 @@ def created_events(factory: Factory) -> set[str]:
 
 
 def usage_count(factory: Factory, public_id: str) -> int:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     return factory.run(lambda: db.session.scalar(
@@ -136,7 +136,7 @@ def usage_count(factory: Factory, public_id: str) -> int:
 
 
 def audit_count(factory: Factory) -> int:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import AuditEvent
 
     return factory.run(lambda: db.session.scalar(select(func.count()).select_from(AuditEvent)))

@@ -44,7 +44,7 @@ class World:
 
 def add_documents(make, org, specs: list[tuple[str, int | None, int | None]]) -> dict[str, int]:
     """Documents (title, partner id, project id) written straight to the database."""
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Document
 
     def apply():
@@ -58,7 +58,7 @@ def add_documents(make, org, specs: list[tuple[str, int | None, int | None]]) ->
 
 
 def add_template(make, org, name: str) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Template
 
     def apply():
@@ -628,9 +628,10 @@ def test_token_api_shows_a_partner_only_their_own_tokens(client, make, world, gl
 
 
 def test_removal_through_the_services_stops_partner_tokens_on_the_next_request(client, make, world, globex_key):
-    from shared import accounts
-    from shared.extensions import db
+    from shared.core.extensions import db
+    from shared.identity import accounts
     from shared.models import Membership, Partner
+    from shared.orgs import partners
 
     pat_key = make.token(world.pat)
     ian_key = make.token(world.ian)
@@ -638,15 +639,15 @@ def test_removal_through_the_services_stops_partner_tokens_on_the_next_request(c
     make.run(lambda: accounts.remove_member(db.session.get(Membership, world.paula.id)))
     assert error_code(api(client, globex_key.secret, "/documents")) == "invalid_api_key"
     assert me_status(client, pat_key.secret) == 200
-    make.run(lambda: accounts.remove_partner(db.session.get(Partner, world.globex)))
+    make.run(lambda: partners.dissolve_partner(db.session.get(Partner, world.globex)))
     assert error_code(api(client, pat_key.secret, "/documents")) == "invalid_api_key"
     assert me_status(client, ian_key.secret) == 200
 
 
 def test_a_removed_partner_alone_stops_tokens_even_if_memberships_stay(client, make, world, globex_key):
     """Membership.is_live refuses a removed partner, whatever set `removed_at` on it."""
-    from shared import clock
-    from shared.extensions import db
+    from shared.core import clock
+    from shared.core.extensions import db
     from shared.models import Partner
 
     def remove_partner_row_only():

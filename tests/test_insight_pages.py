@@ -43,7 +43,7 @@ def page_of(client, public_id: str, prefix: str = TOKENS) -> str:
 
 
 def set_token(make, public_id: str, **values) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     def apply():
@@ -113,7 +113,7 @@ def test_partner_users_open_their_tokens_detail_in_the_hub(client, make, org, ow
 
 
 def test_the_chart_shows_the_real_requests_per_day(client, make, owner, clock):
-    from shared import usage
+    from shared.tokens import usage
 
     issued = make.token(owner, name="Counted", scopes=["documents"])
     made = {}
@@ -142,7 +142,7 @@ def test_the_chart_shows_the_real_requests_per_day(client, make, owner, clock):
 def test_the_chart_layout_scales_to_round_numbers():
     from datetime import date
 
-    from shared.insight import chart_layout
+    from shared.tokens.insight import chart_layout
 
     chart = chart_layout([(date(2026, 11, day), n) for day, n in ((1, 0), (2, 7), (3, 3))])
     assert [tick.value for tick in chart.ticks] == [0, 2, 4, 6, 8]
@@ -176,7 +176,7 @@ def test_networks_list_first_and_last_seen_and_requests(client, make, owner, clo
 
 
 def test_history_shows_what_was_done_to_the_token_and_with_it(client, make, org, owner):
-    from shared.roles import KNOWN_SCOPES
+    from shared.identity.roles import KNOWN_SCOPES
 
     issued = make.token(owner, name="Manager", scopes=list(KNOWN_SCOPES), permissions=["read", "write", "delete"])
     other = make.token(owner, name="Bystander")
@@ -205,9 +205,9 @@ def test_history_shows_what_was_done_to_the_token_and_with_it(client, make, org,
 def test_rights_cells_are_tokens_rights_table_and_mark_what_was_used(client, make, org, owner, clock):
     from sqlalchemy import select
 
-    from shared import tokens
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
+    from shared.tokens import rights
 
     editor = make.member(org, "editor")
     issued = make.token(editor, name="Editor's", scopes=["documents", "projects", "tokens"],
@@ -220,7 +220,7 @@ def test_rights_cells_are_tokens_rights_table_and_mark_what_was_used(client, mak
 
     cells = {(scope, method): (verdict == "is-allowed", bool(used), body) for verdict, used, scope, method, body
              in CELL.findall(page)}
-    expected = make.run(lambda: tokens.rights_table(
+    expected = make.run(lambda: rights.rights_table(
         db.session.scalars(select(ApiToken).where(ApiToken.public_id == issued.id)).one()))
     assert len(cells) == len(expected) == 24
     for entry in expected:
@@ -272,7 +272,7 @@ def test_new_network_badge_for_seven_days(client, make, owner, clock, days_ago, 
 
 
 def test_revoked_and_canary_tokens_are_never_dormant(client, make, owner, clock):
-    from shared import insight
+    from shared.tokens import insight
 
     old = clock.now() - timedelta(days=400)
     canary = make.token(owner, name="Canary")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import select
 
@@ -19,7 +18,7 @@ def org(make):
 
 def _notified(make, token_public_id: str) -> set[str]:
     """Emails of the users notified about this token."""
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken, Notification, User
 
     with make.app.app_context():
@@ -29,7 +28,7 @@ def _notified(make, token_public_id: str) -> set[str]:
 
 
 def _events(make, event_type: str) -> list:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Event
 
     with make.app.app_context():

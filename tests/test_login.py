@@ -40,7 +40,7 @@ def test_password_is_rehashed_when_parameters_change(client, make, app):
     member = make.member(make.org(), "editor")
 
     def weaken():
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import User
 
         user = db.session.get(User, member.user_id)
@@ -52,7 +52,7 @@ def test_password_is_rehashed_when_parameters_change(client, make, app):
     assert login(client, member).status_code == 302
 
     def stored():
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import User
 
         return db.session.get(User, member.user_id).password_hash
@@ -84,8 +84,8 @@ def test_removal_and_new_password_end_sessions(client, app, make, runner):
     assert "/login" not in client.get("/").headers.get("Location", "")
 
     def new_password():
-        from shared import accounts
-        from shared.extensions import db
+        from shared.core.extensions import db
+        from shared.identity import accounts
         from shared.models import User
 
         accounts.set_password(db.session.get(User, member.user_id), "another long password")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from shared.extensions import db
+from shared.core.extensions import db
 
 
 def test_migrated_schema_matches_models(app):

@@ -22,12 +22,12 @@ def notify(make, member, kind: str = "expired", message: str = "Token “x” ha
     """One notification for `member` (in `org`, default the member's), committed; its id."""
     from sqlalchemy import func, select
 
-    from shared import notifications
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Notification
+    from shared.notifications import notices
 
     def apply():
-        notifications.notify([member.user_id], (org or member.org).id, kind, message)
+        notices.notify([member.user_id], (org or member.org).id, kind, message)
         db.session.commit()
         return db.session.scalar(select(func.max(Notification.id)).where(Notification.user_id == member.user_id))
 
@@ -35,16 +35,16 @@ def notify(make, member, kind: str = "expired", message: str = "Token “x” ha
 
 
 def recipients(make, public_id: str, **options) -> set[int]:
-    from shared import notifications
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
+    from shared.notifications import notices
 
-    return make.run(lambda: notifications.token_recipients(
+    return make.run(lambda: notices.token_recipients(
         db.session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).one(), **options))
 
 
 def notifications_of(make, member) -> list:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Notification
 
     return make.run(lambda: list(db.session.scalars(
@@ -97,24 +97,25 @@ def test_serious_notices_about_personal_tokens_also_reach_owners_and_admins(make
 
 
 def test_removed_managers_are_not_told(make, staff):
-    from shared import accounts
+    from shared.identity import accounts
+    from shared.orgs import organizations
 
     token = make.token(staff["admin"], type="organization")
     make.run(lambda: accounts.remove_member(accounts.get_membership(
-        accounts.get_organization(staff["org"].slug), staff["owner"].email)))
+        organizations.get_organization(staff["org"].slug), staff["owner"].email)))
     assert recipients(make, token.id) == {staff["admin"].user_id}
 
 
 def test_notify_about_token_writes_one_row_per_recipient_with_the_kind_and_token(make, staff):
-    from shared import notifications
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
+    from shared.notifications import notices
 
     token = make.token(staff["admin"], type="organization", name="Deploy bot")
 
     def apply():
         row = db.session.scalars(select(ApiToken).where(ApiToken.public_id == token.id)).one()
-        notifications.notify_about_token("expiring_1d", row)
+        notices.notify_about_token("expiring_1d", row)
         db.session.commit()
         return row.id
 
@@ -126,7 +127,7 @@ def test_notify_about_token_writes_one_row_per_recipient_with_the_kind_and_token
 
 
 def test_every_kind_of_spec_11_is_known(make):
-    from shared.notifications import KINDS
+    from shared.notifications.notices import KINDS
 
     assert {"expiring_7d", "expiring_1d", "expired", "exposed", "anomaly", "webhook_disabled"} <= set(KINDS)
 
@@ -138,16 +139,16 @@ def test_an_unknown_kind_is_refused(make, staff):
 
 def test_a_notification_never_holds_a_secret(make, staff):
     """A detail copied from outside (a leak report's URL) may carry the token value: it is redacted."""
-    from shared import notifications
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
+    from shared.notifications import notices
 
     token = make.token(staff["editor"])
     url = f"https://paste.example/raw/abc?config=API_KEY%3D{token.secret}&upper={token.secret.upper()}"
 
     def apply():
         row = db.session.scalars(select(ApiToken).where(ApiToken.public_id == token.id)).one()
-        notifications.notify_about_token("exposed", row, always_managers=True, detail=url)
+        notices.notify_about_token("exposed", row, always_managers=True, detail=url)
         db.session.commit()
 
     make.run(apply)
@@ -158,7 +159,7 @@ def test_a_notification_never_holds_a_secret(make, staff):
         assert "https://paste.example/raw/abc?config=API_KEY%3Dkw_[redacted]" in row.message
     # A commit hash in a URL (40 hex) is left alone: only a token value's 64 are redacted.
     sha = "0123456789abcdef" * 2 + "01234567"
-    assert notifications.redact_secrets(f"https://git.example/commit/{sha}") == f"https://git.example/commit/{sha}"
+    assert notices.redact_secrets(f"https://git.example/commit/{sha}") == f"https://git.example/commit/{sha}"
 
 
 # --------------------------------------------------------------------------- the page

@@ -66,14 +66,14 @@ def shown_secret(response) -> str:
 
 
 def token_count(make) -> int:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     return make.run(lambda: db.session.scalar(select(func.count()).select_from(ApiToken)))
 
 
 def set_org(make, org, **values) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Organization
 
     def apply():
@@ -162,7 +162,7 @@ def test_the_page_shows_every_column(client, make, editor, clock):
 
 
 def _use(public_id: str, when: datetime) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     token = db.session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).one()
@@ -641,9 +641,9 @@ def test_owner_sets_plan_and_policy(client, make, org, owner):
         "restrict_scopes": "1", "allowed_scopes": ["documents", "projects"], "require_allowlist": "1"})
     assert response.status_code == 302
 
-    from shared import accounts
+    from shared.orgs import organizations
 
-    saved = make.run(lambda: accounts.get_organization(org.slug))
+    saved = make.run(lambda: organizations.get_organization(org.slug))
     assert saved.plan == "enterprise" and saved.policy_max_lifetime_days == 90
     assert saved.policy_allow_no_expiry is False and saved.policy_require_allowlist is True
     assert saved.policy_allowed_scopes == ["documents", "projects"]

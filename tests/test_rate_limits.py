@@ -86,7 +86,7 @@ def test_limit_follows_the_organizations_plan(client, make, plan, limit):
 
 
 def test_upgrading_the_plan_raises_the_limit_on_the_next_request(client, make):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Organization
 
     org, issued = owner_with_token(make, "free")
@@ -142,7 +142,7 @@ def test_creating_documents_beyond_the_limit_creates_nothing(app_with):
 
 
 def test_thirty_failed_authentications_per_minute_then_the_address_is_refused(client, make):
-    from shared.tokens import generate_secret
+    from shared.tokens.format import generate_secret
 
     _, issued = owner_with_token(make)
     guesser = {"REMOTE_ADDR": "203.0.113.7"}
@@ -183,7 +183,7 @@ def test_only_unknown_keys_count_as_failed_attempts(app_with, clock):
 def _deactivate(public_id: str) -> None:
     from sqlalchemy import update
 
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     db.session.execute(update(ApiToken).where(ApiToken.public_id == public_id).values(is_active=False))

@@ -273,7 +273,7 @@ def portal_regenerate(client, token_id: str, grace_period: str, **headers):
 
 
 def test_regenerate_dialog_offers_the_grace_periods_from_one_table(client, make, admin, target):
-    from shared.tokens import GRACE_PERIODS
+    from shared.tokens.lifecycle import GRACE_PERIODS
 
     signed_in(client, admin)
     page = html(client.get(TOKENS))
@@ -411,15 +411,15 @@ def test_portal_unknown_grace_period_by_htmx_reopens_the_dialog_with_the_error(c
 
 
 def test_exposed_token_says_so_in_its_row(client, make, admin, target, clock):
-    from shared import tokens
-    from shared.db import write_transaction
+    from shared.core.db import write_transaction
+    from shared.tokens import access, lifecycle
 
     plain = make.token(admin, name="Plainly revoked")
 
     def expose():
-        token = tokens.get_token_for(_actor(make, admin), target.id)
+        token = access.get_token_for(_actor(make, admin), target.id)
         with write_transaction():
-            tokens.mark_revoked(token, None, tokens.REVOKED_EXPOSED, {"url": "https://example.test/leak"})
+            lifecycle.mark_revoked(token, None, lifecycle.REVOKED_EXPOSED, {"url": "https://example.test/leak"})
 
     make.run(expose)
     signed_in(client, admin)
@@ -430,8 +430,8 @@ def test_exposed_token_says_so_in_its_row(client, make, admin, target, clock):
 
 
 def _actor(make, member):
-    from shared.audit import Actor
-    from shared.extensions import db
+    from shared.audit.record import Actor
+    from shared.core.extensions import db
     from shared.models import Membership
 
     return Actor(membership=db.session.get(Membership, member.id))
@@ -513,7 +513,7 @@ def _works(server, secret: str) -> bool:
 @pytest.mark.parametrize("grace_period", ["none", "1h"])
 def test_racing_regenerations_leave_one_current_and_at_most_one_previous_value(make, admin, admin_key,
                                                                                  live_server, grace_period):
-    from shared import tokens
+    from shared.tokens import format as token_format
 
     server = live_server(workers=3)
     for round_ in range(4):
@@ -536,7 +536,7 @@ def test_racing_regenerations_leave_one_current_and_at_most_one_previous_value(m
         assert secrets[0] != secrets[1]
 
         row = make.get_token(issued.id)
-        hashes = {secret: make.run(lambda s=secret: tokens.hash_secret(s)) for secret in secrets}
+        hashes = {secret: make.run(lambda s=secret: token_format.hash_secret(s)) for secret in secrets}
         last = [secret for secret in secrets if hashes[secret] == row.token_hash]
         assert len(last) == 1, "the row's current value is one of the two answers"
         first = next(secret for secret in secrets if secret != last[0])

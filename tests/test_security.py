@@ -17,9 +17,9 @@ import urllib.request
 
 import pytest
 
-from shared.config import ConfigError, build_config
-from shared.security import CONTENT_SECURITY_POLICY
-from shared.tokens import generate_secret
+from shared.core.config import ConfigError, build_config
+from shared.core.http_headers import CONTENT_SECURITY_POLICY
+from shared.tokens.format import generate_secret
 from tests.conftest import ROOT, Factory, bearer, csrf_from, login
 
 TOKENS = "/settings/api-tokens"
@@ -122,7 +122,7 @@ def production_app(app_config, monkeypatch):
     app = create_app({key: value for key, value in app_config.items() if key != "TESTING"})
     yield app
     with app.app_context():
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         db.session.remove()
         db.engine.dispose()

@@ -66,10 +66,10 @@ class World:
 @pytest.fixture
 def world(make, clock) -> World:
     """Tokens a day apart (day 0 … 8 from 2026-11-23), one already revoked, one in another org."""
-    from shared import security_tools
-    from shared.audit import Actor
-    from shared.extensions import db
+    from shared.audit.record import Actor
+    from shared.core.extensions import db
     from shared.models import Membership
+    from shared.tokens import incident
 
     org = make.org("business", name="Acme")
     other = make.org("business", name="Other")
@@ -92,15 +92,15 @@ def world(make, clock) -> World:
         clock.advance(days=1)
 
     def revoke_one():
-        from shared import tokens
+        from shared.tokens import access, lifecycle
 
         actor = Actor(membership=db.session.get(Membership, editor.id))
-        tokens.revoke_token(actor, tokens.get_token_for(actor, made["revoked"].id))
+        lifecycle.revoke_token(actor, access.get_token_for(actor, made["revoked"].id))
 
     make.run(revoke_one)
     key = make.token(security, name="security key", scopes=["tokens"], permissions=["read", "write"])
     outsider = make.token(make.api_member(other, "owner"), name="outsider")
-    assert security_tools.MAX_BULK_IDS >= 100
+    assert incident.MAX_BULK_IDS >= 100
     return World(org, other, owner, admin, security, editor, partner_user, partner_id, other_partner_id, made,
                  key, outsider)
 
@@ -173,7 +173,7 @@ def test_bulk_revoke_by_each_rule_revokes_exactly_the_matching_live_tokens(clien
 
 
 def _creator_user_id(public_id: str) -> int:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     return db.session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).one().creator.user_id
@@ -253,10 +253,10 @@ def test_bad_bulk_requests_are_400_with_the_field(client, make, world, body, fie
 def test_a_failure_midway_leaves_every_token_as_it_was(make, world, app):
     """A real database trigger refuses to revoke one token in the middle of the batch: the batch
     fails, and no token is revoked, audited, evented or notified."""
-    from shared import security_tools
-    from shared.audit import Actor
-    from shared.extensions import db
+    from shared.audit.record import Actor
+    from shared.core.extensions import db
     from shared.models import ApiToken, Membership
+    from shared.tokens import incident
 
     poison = make.token(world.editor, name="poison")
     make.run(lambda: (db.session.execute(
@@ -267,11 +267,11 @@ def test_a_failure_midway_leaves_every_token_as_it_was(make, world, app):
     with _poison_trigger(make):
         def attempt():
             actor = Actor(membership=db.session.get(Membership, world.security.id))
-            preview = security_tools.bulk_revoke(actor, security_tools.BulkRule(all=True), dry_run=True)
+            preview = incident.bulk_revoke(actor, incident.BulkRule(all=True), dry_run=True)
             ids = preview.ids
             assert 2 <= ids.index(poison.id) <= len(ids) - 3  # in the middle of the batch
             with pytest.raises(DBAPIError, match="poison"):
-                security_tools.bulk_revoke(actor, security_tools.BulkRule(all=True), dry_run=False)
+                incident.bulk_revoke(actor, incident.BulkRule(all=True), dry_run=False)
 
         make.run(attempt)
     assert snapshot(make) == before
@@ -285,7 +285,7 @@ class _poison_trigger:
         self.make = make
 
     def _run(self, *statements: str) -> None:
-        from shared.extensions import db
+        from shared.core.extensions import db
 
         def run():
             for statement in statements:
@@ -316,7 +316,7 @@ class _poison_trigger:
 
 
 def _dialect() -> str:
-    from shared.extensions import db
+    from shared.core.extensions import db
 
     return db.session.get_bind().dialect.name
 
@@ -350,7 +350,7 @@ def team(make):
 
 
 def _key(make, member: Member) -> Issued:
-    from shared import roles
+    from shared.identity import roles
 
     allowed = [p for p in ("read", "write", "delete") if p in roles.role_permissions(member.role)]
     return make.token(member, name="key", scopes=["tokens"], permissions=allowed)
@@ -358,8 +358,8 @@ def _key(make, member: Member) -> Issued:
 
 def test_after_transfer_the_token_follows_the_new_creators_role_and_survives_the_old_creators_removal(
         client, make, team):
-    from shared import accounts
-    from shared.extensions import db
+    from shared.core.extensions import db
+    from shared.identity import accounts
     from shared.models import AuditEvent, Event, Membership, Notification
 
     org, leaver, editor = team["org"], team["leaver"], team["editor"]
@@ -395,8 +395,8 @@ def test_after_transfer_the_token_follows_the_new_creators_role_and_survives_the
 
 
 def test_a_token_stops_with_its_creator_unless_transferred(client, make, team):
-    from shared import accounts
-    from shared.extensions import db
+    from shared.core.extensions import db
+    from shared.identity import accounts
     from shared.models import Membership
 
     kept = make.token(team["leaver"], type="organization")
@@ -463,11 +463,11 @@ def test_a_transfer_respects_the_free_plans_token_limit(client, make, app):
 
 
 def test_removal_with_transfer_moves_shared_tokens_and_removes_the_member_in_one_commit(make, team, client):
-    from shared import security_tools
-    from shared.audit import Actor
-    from shared.errors import PermissionDenied
-    from shared.extensions import db
+    from shared.audit.record import Actor
+    from shared.core.errors import PermissionDenied
+    from shared.core.extensions import db
     from shared.models import Membership
+    from shared.tokens import incident
 
     shared_token = make.token(team["owner"], type="organization")
     personal = make.token(team["owner"])
@@ -475,7 +475,7 @@ def test_removal_with_transfer_moves_shared_tokens_and_removes_the_member_in_one
     def admin_removes_owner():
         actor = Actor(membership=db.session.get(Membership, team["admin"].id))
         with pytest.raises(PermissionDenied):  # an admin cannot remove an owner…
-            security_tools.transfer_and_remove(actor, db.session.get(Membership, team["owner"].id),
+            incident.transfer_and_remove(actor, db.session.get(Membership, team["owner"].id),
                                                team["admin"].user_id)
 
     before = snapshot(make)
@@ -485,7 +485,7 @@ def test_removal_with_transfer_moves_shared_tokens_and_removes_the_member_in_one
     def owner_removes_leaver():
         actor = Actor(membership=db.session.get(Membership, team["owner"].id))
         leaver = db.session.get(Membership, team["leaver"].id)
-        return [t.public_id for t in security_tools.transfer_and_remove(actor, leaver, team["admin"].user_id)]
+        return [t.public_id for t in incident.transfer_and_remove(actor, leaver, team["admin"].user_id)]
 
     moved_token = make.token(team["leaver"], type="organization")
     stopped = make.token(team["leaver"])

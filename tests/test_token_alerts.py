@@ -10,7 +10,7 @@ from tests.conftest import bearer
 
 
 def _rows(make, model, **where) -> list:
-    from shared.extensions import db
+    from shared.core.extensions import db
 
     with make.app.app_context():
         query = select(model)
@@ -64,7 +64,7 @@ def test_an_organization_tokens_new_network_is_told_to_owners_and_admins(client,
 
 
 def _make_canary(make, member):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     issued = make.token(member, scopes=["documents", "tokens", "billing"], permissions=["read", "write"])
@@ -82,7 +82,7 @@ def _comparable(response) -> tuple:
 def test_a_canary_is_answered_exactly_as_an_unknown_token(app, make):
     org = make.org()
     canary = _make_canary(make, make.api_member(org, "owner"))
-    from shared.tokens import _checksum
+    from shared.tokens.format import _checksum
 
     unknown = "kw_" + "ab" * 28 + _checksum("ab" * 28)  # well formed, valid checksum, never issued
     # Separate clients and addresses: the failure throttle must be in the same state for both.

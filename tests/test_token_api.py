@@ -6,6 +6,9 @@ import logging
 
 import pytest
 
+from shared.core.extensions import db
+from shared.identity import accounts
+from shared.models import Membership
 from tests.conftest import bearer
 
 ALL = ["read", "write", "delete"]
@@ -271,9 +274,7 @@ def test_role_limits_what_a_token_can_grant(client, make, org):
     # an owner downgraded to editor keeps a token with `delete`, but it cannot pass it on
     owner = make.member(org, "owner")
     key = make.token(owner, scopes=["tokens", "documents"], permissions=ALL)
-    make.run(lambda: __import__("shared.accounts", fromlist=["x"]).set_role(
-        __import__("shared.extensions", fromlist=["db"]).db.session.get(
-            __import__("shared.models", fromlist=["Membership"]).Membership, owner.id), "editor"))
+    make.run(lambda: accounts.set_role(db.session.get(Membership, owner.id), "editor"))
     response = create(client, key, permissions=["read", "delete"])
     assert response.status_code == 400
 
@@ -353,24 +354,25 @@ def test_free_plan_limit_is_ten_live_tokens_per_member(client, make):
 
 
 def test_plan_none_cannot_create_tokens(make, app):
-    from shared import tokens
-    from shared.audit import Actor
-    from shared.errors import PlanRequired
-    from shared.extensions import db
+    from shared.audit.record import Actor
+    from shared.core.errors import PlanRequired
+    from shared.core.extensions import db
     from shared.models import Membership
+    from shared.tokens import lifecycle
+    from shared.tokens import payload as token_payload
 
     member = make.member(make.org("none"), "owner")
     with app.app_context():
-        data = tokens.parse_token_payload({"name": "x", "scopes": ["documents"], "permissions": ["read"]},
+        data = token_payload.parse_token_payload({"name": "x", "scopes": ["documents"], "permissions": ["read"]},
                                           creating=True)
         with pytest.raises(PlanRequired) as info:
-            tokens.create_token(Actor(membership=db.session.get(Membership, member.id)), data)
+            lifecycle.create_token(Actor(membership=db.session.get(Membership, member.id)), data)
     assert "Choose a plan" in info.value.message
 
 
 def set_policy(make, org, **fields):
     def apply():
-        from shared.extensions import db
+        from shared.core.extensions import db
         from shared.models import Organization
 
         row = db.session.get(Organization, org.id)

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from shared import tokens
+from shared.tokens import format as token_format
 
 
 @pytest.fixture
@@ -17,15 +17,15 @@ def ctx(app):
 
 
 def test_secret_is_prefix_56_random_hex_and_crc32(ctx):
-    secret = tokens.generate_secret()
+    secret = token_format.generate_secret()
     assert re.fullmatch(r"kw_[0-9a-f]{64}", secret)
     body, check = secret[3:59], secret[59:]
     assert check == f"{zlib.crc32(body.encode()) & 0xFFFFFFFF:08x}"
-    assert tokens.is_well_formed(secret)
+    assert token_format.is_well_formed(secret)
 
 
 def test_secrets_do_not_repeat(ctx):
-    assert len({tokens.generate_secret() for _ in range(500)}) == 500
+    assert len({token_format.generate_secret() for _ in range(500)}) == 500
 
 
 @pytest.mark.parametrize("mutate", [
@@ -40,25 +40,25 @@ def test_secrets_do_not_repeat(ctx):
     lambda s: s[:20] + " " + s[21:],
 ])
 def test_malformed_values_fail_the_format_check(ctx, mutate):
-    assert not tokens.is_well_formed(mutate(tokens.generate_secret()))
+    assert not token_format.is_well_formed(mutate(token_format.generate_secret()))
 
 
 def test_prefix_is_configurable(make, app_with):
     app = app_with(KEYWARD_TOKEN_PREFIX="acme_")
     with app.app_context():
-        secret = tokens.generate_secret()
-        assert secret.startswith("acme_") and tokens.is_well_formed(secret)
-        assert not tokens.is_well_formed("kw_" + secret[5:])
+        secret = token_format.generate_secret()
+        assert secret.startswith("acme_") and token_format.is_well_formed(secret)
+        assert not token_format.is_well_formed("kw_" + secret[5:])
 
 
 def test_hash_is_hmac_with_pepper(app_with):
     first = app_with(KEYWARD_TOKEN_PEPPER="one")
     second = app_with(KEYWARD_TOKEN_PEPPER="two")
     with first.app_context():
-        secret = tokens.generate_secret()
-        a = tokens.hash_secret(secret)
+        secret = token_format.generate_secret()
+        a = token_format.hash_secret(secret)
     with second.app_context():
-        b = tokens.hash_secret(secret)
+        b = token_format.hash_secret(secret)
     assert a != b and len(a) == 64 and secret not in a
 
 
@@ -75,4 +75,4 @@ def test_only_hash_and_last_four_are_stored(make):
 def test_mask_shows_prefix_dots_and_last_four(make, app):
     issued = make.token(make.member(make.org(), "editor"))
     with app.app_context():
-        assert tokens.mask(make.get_token(issued.id)) == "kw_••••" + issued.secret[-4:]
+        assert token_format.mask(make.get_token(issued.id)) == "kw_••••" + issued.secret[-4:]

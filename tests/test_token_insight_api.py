@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.roles import KNOWN_SCOPES
+from shared.identity.roles import KNOWN_SCOPES
 
 REFUSALS = {"insufficient_scope", "insufficient_permission", "plan_required"}
 
@@ -53,8 +53,8 @@ def test_usage_and_rights_of_another_orgs_token_are_404(client, make, org):
 
 
 def _set_role(make, membership_id: int, role: str) -> None:
-    from shared import accounts
-    from shared.extensions import db
+    from shared.core.extensions import db
+    from shared.identity import accounts
     from shared.models import Membership
 
     with make.app.app_context():

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from shared.netaddr import network_of
+from shared.core.netaddr import network_of
 
 
 def _days(make, public_id: str) -> dict[str, int]:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken, TokenDailyUsage
 
     with make.app.app_context():
@@ -21,7 +21,7 @@ def _days(make, public_id: str) -> dict[str, int]:
 
 
 def _networks(make, public_id: str) -> dict[str, tuple[int, datetime, datetime]]:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken, TokenNetwork
 
     with make.app.app_context():
@@ -72,7 +72,7 @@ def test_network_of_groups_ipv4_by_24_and_ipv6_by_64():
 
 
 def test_observed_rights_are_the_allowed_scope_and_method_pairs_of_the_last_30_days(client, make, clock):
-    from shared import usage
+    from shared.tokens import usage
 
     issued = make.token(make.api_member(make.org(), "editor"), scopes=["documents", "projects"],
                         permissions=["read", "write"])

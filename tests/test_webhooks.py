@@ -23,8 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from shared import webhooks
-from shared.extensions import db
+from shared.core.extensions import db
+from shared.events import outbox
 from shared.models import (
     AuditEvent,
     Event,
@@ -33,6 +33,8 @@ from shared.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from shared.webhooks import delivery as webhook_delivery
+from shared.webhooks import endpoints, signing, ssrf
 from tests.conftest import ROOT, Factory, csrf_from, login
 
 ALL_SCOPES = ["documents", "projects", "templates", "analytics", "billing", "tokens"]
@@ -199,7 +201,7 @@ def test_signature_verifies_with_the_shown_secret_and_fails_with_any_other(app, 
     signature = headers["Keyward-Signature"]
     assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64}", signature)
     assert verify_keyward_signature(secret, signature, body, now=now)
-    assert not verify_keyward_signature(webhooks.new_signing_secret(), signature, body, now=now)
+    assert not verify_keyward_signature(signing.new_signing_secret(), signature, body, now=now)
     assert not verify_keyward_signature(secret[:-1] + ("0" if secret[-1] != "0" else "1"), signature, body, now=now)
     assert not verify_keyward_signature(secret, signature, body + b" ", now=now)
     # The tolerance window: five minutes either way, not more.
@@ -324,7 +326,7 @@ def test_retry_schedule_is_1m_5m_30m_2h_8h_with_jitter_then_failed(app, client, 
     endpoint_id = add_endpoint(client, key, hook.url)["webhook"]["id"]
     client.post(f"/api/v1/tokens/{key.id}/deactivate", headers=key.headers)
     run_worker(app)
-    for expected in webhooks.BACKOFF:
+    for expected in webhook_delivery.BACKOFF:
         [delivery] = deliveries(app, endpoint_id)
         wait = delivery.next_attempt_at - clock.now()
         assert expected * 0.8 <= wait <= expected * 1.2
@@ -376,8 +378,8 @@ def test_error_excerpt_never_holds_the_signing_secret(app, client, make, receive
 
 
 def test_timeout_is_five_seconds_and_recorded(app, client, make, receiver, clock, monkeypatch):
-    assert webhooks.TIMEOUT_SECONDS == 5
-    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 0.2)
+    assert webhook_delivery.TIMEOUT_SECONDS == 5
+    monkeypatch.setattr(webhook_delivery, "TIMEOUT_SECONDS", 0.2)
     _, key = owner_key(make)
     hook = receiver(hang=True)
     endpoint_id = add_endpoint(client, key, hook.url)["webhook"]["id"]
@@ -394,7 +396,7 @@ def test_timeout_is_five_seconds_and_recorded(app, client, make, receiver, clock
 
 def test_never_answering_receiver_disables_the_endpoint_after_5_events_and_notifies_owners(
         app, client, make, receiver, clock, monkeypatch):
-    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(webhook_delivery, "TIMEOUT_SECONDS", 0.2)
     owner, key = owner_key(make)
     admin = make.api_member(owner.org, "admin")
     editor = make.api_member(owner.org, "editor")
@@ -403,7 +405,7 @@ def test_never_answering_receiver_disables_the_endpoint_after_5_events_and_notif
     for n in range(5):
         rename(client, key, key.id, f"renamed {n}")
     run_worker(app)
-    for _ in webhooks.BACKOFF:
+    for _ in webhook_delivery.BACKOFF:
         assert endpoint_row(app, endpoint_id).is_active
         clock.advance(hours=10)
         run_worker(app)
@@ -412,7 +414,7 @@ def test_never_answering_receiver_disables_the_endpoint_after_5_events_and_notif
     assert not endpoint.is_active and endpoint.consecutive_failures == 5
     assert "5 failed deliveries in a row" in endpoint.disabled_reason
     assert [d.status for d in deliveries(app, endpoint_id)] == ["failed"] * 5
-    assert len(hook.requests) == 5 * webhooks.MAX_ATTEMPTS
+    assert len(hook.requests) == 5 * webhook_delivery.MAX_ATTEMPTS
     with app.app_context():
         told = {n.user_id for n in db.session.scalars(select(Notification).where(
             Notification.kind == "webhook_disabled"))}
@@ -427,12 +429,12 @@ def test_never_answering_receiver_disables_the_endpoint_after_5_events_and_notif
 
 def test_a_success_resets_the_count_of_failed_deliveries(app, client, make, receiver, clock):
     _, key = owner_key(make)
-    hook = receiver(*[500] * (4 * webhooks.MAX_ATTEMPTS))  # 4 events fail for good, the 5th succeeds
+    hook = receiver(*[500] * (4 * webhook_delivery.MAX_ATTEMPTS))  # 4 events fail for good, the 5th succeeds
     endpoint_id = add_endpoint(client, key, hook.url)["webhook"]["id"]
     for n in range(4):
         rename(client, key, key.id, f"renamed {n}")
     run_worker(app)
-    for _ in webhooks.BACKOFF:
+    for _ in webhook_delivery.BACKOFF:
         clock.advance(hours=10)
         run_worker(app)
     assert endpoint_row(app, endpoint_id).consecutive_failures == 4
@@ -475,14 +477,14 @@ def test_public_address_passes_the_guard(app):
     from ipaddress import ip_address
 
     for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "8.8.8.8"):
-        assert webhooks.address_refusal(ip_address(address), allow_private=False) is None
+        assert ssrf.address_refusal(ip_address(address), allow_private=False) is None
 
 
 def test_a_name_resolving_to_a_private_address_is_refused(app_with, monkeypatch):
     app = app_with(KEYWARD_WEBHOOK_ALLOW_PRIVATE=False)
     _, key = owner_key(Factory(app))
     answers = {"hooks.example.com": ["93.184.216.34", "10.0.0.7"]}
-    monkeypatch.setattr(webhooks.socket, "getaddrinfo", fake_dns(answers))
+    monkeypatch.setattr(ssrf.socket, "getaddrinfo", fake_dns(answers))
     response = app.test_client().post("/api/v1/webhooks", json={"url": "https://hooks.example.com/k"},
                                       headers=key.headers)
     assert response.status_code == 400
@@ -497,7 +499,7 @@ def test_the_guard_runs_again_at_delivery_time_after_dns_changes(app_with, recei
     hook = receiver()
     port = hook.server.server_address[1]
     answers = {"hooks.example.com": ["93.184.216.34"]}
-    monkeypatch.setattr(webhooks.socket, "getaddrinfo", fake_dns(answers))
+    monkeypatch.setattr(ssrf.socket, "getaddrinfo", fake_dns(answers))
     endpoint_id = add_endpoint(client, key, f"http://hooks.example.com:{port}/")["webhook"]["id"]
     answers["hooks.example.com"] = ["127.0.0.1"]
     client.post(f"/api/v1/tokens/{key.id}/deactivate", headers=key.headers)
@@ -513,7 +515,7 @@ def test_delivery_connects_to_the_checked_address_with_the_url_host_name(app, cl
     _, key = owner_key(make)
     hook = receiver()
     port = hook.server.server_address[1]
-    monkeypatch.setattr(webhooks.socket, "getaddrinfo", fake_dns({"hooks.example.com": ["127.0.0.1"]}))
+    monkeypatch.setattr(ssrf.socket, "getaddrinfo", fake_dns({"hooks.example.com": ["127.0.0.1"]}))
     add_endpoint(client, key, f"http://hooks.example.com:{port}/in")
     client.post(f"/api/v1/tokens/{key.id}/deactivate", headers=key.headers)
     run_worker(app)
@@ -568,7 +570,7 @@ def test_owner_and_admin_manage_webhooks_through_the_api(app, client, make):
     assert listed["total"] == 1 and body["secret"] not in json.dumps(listed)
 
     default = add_endpoint(client, key, "http://127.0.0.1:9/b")["webhook"]
-    assert default["event_types"] == list(webhooks.events.TYPES)
+    assert default["event_types"] == list(outbox.TYPES)
 
     deleted = client.delete(f"/api/v1/webhooks/{webhook['id']}", headers=key.headers)
     assert deleted.status_code == 200
@@ -624,7 +626,7 @@ def test_bad_event_types_and_bodies_are_400(app, client, make):
 
 
 def test_at_most_max_endpoints_per_organization(app, client, make, monkeypatch):
-    monkeypatch.setattr(webhooks, "MAX_ENDPOINTS", 2)
+    monkeypatch.setattr(endpoints, "MAX_ENDPOINTS", 2)
     _, key = owner_key(make)
     add_endpoint(client, key, "http://127.0.0.1:9/1")
     add_endpoint(client, key, "http://127.0.0.1:9/2")
@@ -652,7 +654,7 @@ def test_settings_webhooks_add_shows_the_secret_once(app, client, make, receiver
     page = client.get("/settings/webhooks")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and ">Webhooks</a>" in html and "No webhook endpoints yet" in html
-    for kind in webhooks.events.TYPES:
+    for kind in outbox.TYPES:
         assert f'value="{kind}" checked' in html
     hook = receiver()
     response = client.post("/settings/webhooks", data={
@@ -796,7 +798,7 @@ def test_200_changes_with_the_worker_killed_midway_all_arrive_correctly_signed(a
                 return True
             if poke:  # more traffic would do the same: a dispatch job that finds the due deliveries
                 with app.app_context():
-                    from shared.queue import queue_for
+                    from shared.worker.queue import queue_for
 
                     queue_for(app).poke()
             time.sleep(0.5)

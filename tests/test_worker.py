@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from shared.events import outbox
 from tests.conftest import ROOT, TEST_REDIS_URL, Member, free_port
 
 # --------------------------------------------------------------------------- a real SMTP server
@@ -95,7 +96,7 @@ def worker_once(runner) -> None:
 
 def notices(make, member: Member | None = None) -> list[str]:
     """The kinds of the notifications (of one member, or everyone's), oldest first."""
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Notification
 
     query = select(Notification.kind).order_by(Notification.id)
@@ -105,7 +106,7 @@ def notices(make, member: Member | None = None) -> list[str]:
 
 
 def events_of(make, event_type: str | None = None) -> list:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Event
 
     query = select(Event).order_by(Event.id)
@@ -115,7 +116,7 @@ def events_of(make, event_type: str | None = None) -> list:
 
 
 def set_token(make, public_id: str, **values) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     def apply():
@@ -126,20 +127,20 @@ def set_token(make, public_id: str, **values) -> None:
 
 
 def notify_about(make, public_id: str, kind: str, **options) -> None:
-    from shared import notifications
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
+    from shared.notifications import notices
 
     def apply():
         token = db.session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).one()
-        notifications.notify_about_token(kind, token, **options)
+        notices.notify_about_token(kind, token, **options)
         db.session.commit()
 
     make.run(apply)
 
 
 def queue_of(app):
-    from shared.queue import queue_for
+    from shared.worker.queue import queue_for
 
     return queue_for(app)
 
@@ -261,8 +262,8 @@ def test_moving_the_expiry_re_arms_the_reminders(make, runner, clock, world):
 
 
 def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world):
-    from shared import reminders
     from shared.models import TokenNotice
+    from shared.tokens import reminders
 
     token = make.token(world.editor, expires_in_days=30)
     clock.current = make.get_token(token.id).expires_at - timedelta(days=5)
@@ -285,7 +286,7 @@ def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world):
         thread.join(60)
     assert errors == [] and sorted(sent) == [0, 0, 0, 1]
     assert notices(make) == ["expiring_7d"]
-    from shared.extensions import db
+    from shared.core.extensions import db
 
     assert make.run(lambda: len(db.session.scalars(select(TokenNotice)).all())) == 1
 
@@ -294,7 +295,7 @@ def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world):
 
 
 def test_without_smtp_notifications_are_marked_handled_and_not_sent(make, app_with, world, smtp):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Notification
 
     quiet = app_with(KEYWARD_SMTP_URL=None)
@@ -306,7 +307,7 @@ def test_without_smtp_notifications_are_marked_handled_and_not_sent(make, app_wi
 
 
 def test_a_failed_send_is_retried_on_the_next_run(make, app_with, runner, world, smtp, caplog):
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Notification
 
     unreachable = app_with(KEYWARD_SMTP_URL=f"smtp://127.0.0.1:{free_port()}")
@@ -336,10 +337,10 @@ def test_a_leak_notice_email_never_carries_the_secret(make, runner, world, smtp)
 
 
 def test_a_change_enqueues_a_dispatch_that_the_worker_runs(make, app, runner, world, monkeypatch):
-    from shared import events
+    
 
     delivered: list[str] = []
-    monkeypatch.setattr(events, "deliver_event", lambda event: delivered.append(event.public_id))
+    monkeypatch.setattr(outbox, "deliver_event", lambda event: delivered.append(event.public_id))
     token = make.token(world.editor)
     assert queue_of(app).huey.pending_count() == 1  # the commit poked the queue
     [created] = events_of(make, "token.created")
@@ -355,10 +356,10 @@ def test_with_the_queue_unreachable_the_change_commits_and_is_delivered_when_it_
         make, app_with, tmp_path, world, caplog, monkeypatch):
     """The queue's SQLite file cannot be opened (its folder is a file): the API change still
     commits with its event; once the folder can be made, `worker --once` delivers it."""
-    from shared import events
+    
 
     delivered: list[str] = []
-    monkeypatch.setattr(events, "deliver_event", lambda event: delivered.append(event.public_id))
+    monkeypatch.setattr(outbox, "deliver_event", lambda event: delivered.append(event.public_id))
     blocker = tmp_path / "queue-folder"
     blocker.write_text("not a folder")
     app = app_with(KEYWARD_QUEUE_URL=f"sqlite:///{blocker / 'queue.db'}")
@@ -403,14 +404,15 @@ def test_a_redis_queue_carries_the_dispatch(make, app_with, world):
     queue = queue_of(app)
     assert type(queue.huey).__name__ == "RedisHuey"
     with app.app_context():
-        from shared import tokens
-        from shared.audit import Actor
-        from shared.extensions import db
+        from shared.audit.record import Actor
+        from shared.core.extensions import db
         from shared.models import Membership
+        from shared.tokens import lifecycle
+        from shared.tokens import payload as token_payload
 
-        data = tokens.parse_token_payload({"name": "via redis", "scopes": ["documents"], "permissions": ["read"]},
+        data = token_payload.parse_token_payload({"name": "via redis", "scopes": ["documents"], "permissions": ["read"]},
                                           creating=True)
-        tokens.create_token(Actor(membership=db.session.get(Membership, world.editor.id)), data)
+        lifecycle.create_token(Actor(membership=db.session.get(Membership, world.editor.id)), data)
     try:
         assert queue.huey.pending_count() == 1
         worker_once(app.test_cli_runner())
@@ -422,7 +424,7 @@ def test_a_redis_queue_carries_the_dispatch(make, app_with, world):
 
 def test_an_unknown_queue_url_is_refused_at_start(app_config):
     from shared.app import create_app
-    from shared.config import ConfigError
+    from shared.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="KEYWARD_QUEUE_URL"):
         create_app({**app_config, "KEYWARD_QUEUE_URL": "amqp://somewhere"})
@@ -489,7 +491,7 @@ def test_make_run_starts_a_worker_beside_the_server_and_stops_both(tmp_path, how
 
         _wait_for(serving, timeout=90, what="make run to serve")
         # The worker is up once it has run its first sweep (after its signal handlers are set).
-        _wait_for(lambda: "shared.queue.sweep" in (tmp_path / "make.log").read_text() and "executed" in
+        _wait_for(lambda: "shared.worker.queue.sweep" in (tmp_path / "make.log").read_text() and "executed" in
                   (tmp_path / "make.log").read_text(), what="the worker's first sweep")
         running = _session_processes(make_run.pid)
         assert any("wsgi worker" in args for args in running), running

@@ -5,9 +5,8 @@ Revises: 0004
 Create Date: 2026-11-24 07:29:25.625330
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0005'

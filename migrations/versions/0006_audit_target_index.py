@@ -6,8 +6,6 @@ Create Date: 2026-11-24 08:03:20.638266
 
 """
 from alembic import op
-import sqlalchemy as sa
-
 
 # revision identifiers, used by Alembic.
 revision = '0006'

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from shared.security import CONTENT_SECURITY_POLICY
+from shared.core.http_headers import CONTENT_SECURITY_POLICY
 
 pytestmark = pytest.mark.browser
 

@@ -31,7 +31,7 @@ class People:
 
 
 def _add_documents(make, org, partners: dict[str, int]) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import Document
 
     def apply():

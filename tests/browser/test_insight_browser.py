@@ -40,7 +40,7 @@ def seed_history(make, public_id: str) -> None:
     would have written them."""
     from sqlalchemy import select, update
 
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken, TokenDailyUsage, TokenNetwork
 
     today = datetime.now(UTC).date()

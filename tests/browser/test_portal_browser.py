@@ -25,7 +25,7 @@ def _set(make, public_id: str, **values) -> None:
     """Give a seeded token some history (usage, last use) so the list looks like real life."""
     from sqlalchemy import update
 
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import ApiToken
 
     def apply():
@@ -36,7 +36,7 @@ def _set(make, public_id: str, **values) -> None:
 
 
 def _rename(make, member, display_name: str) -> None:
-    from shared.extensions import db
+    from shared.core.extensions import db
     from shared.models import User
 
     def apply():

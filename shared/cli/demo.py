@@ -1,0 +1,18 @@
+"""`flask --app wsgi demo`: a demo organization people can click through at once (loaded once)."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+
+from shared.orgs.demo import demo_logins, load_demo
+
+
+@click.command("demo")
+@with_appcontext
+def demo():
+    """Load a demo organization, users, partner, projects and documents (once)."""
+    click.echo("Demo data loaded." if load_demo() else "Demo data is already loaded.")
+    click.echo("Sign in at http://127.0.0.1:5000/login with:")
+    for email, role, password in demo_logins():
+        click.echo(f"  {email:<24} {role:<18} password: {password}")

@@ -1,0 +1,77 @@
+"""Relative and exact times, the one place the UI formats a moment."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import TYPE_CHECKING
+
+from shared.core import clock
+
+if TYPE_CHECKING:
+    pass
+
+_UNITS = (
+    ("year", 365 * 24 * 3600),
+    ("month", 30 * 24 * 3600),
+    ("day", 24 * 3600),
+    ("hour", 3600),
+    ("minute", 60),
+)
+
+
+def relative(moment: datetime | None, reference: datetime | None = None) -> str:
+    """'5 days ago', 'in 3 hours', 'just now'; 'never' for None."""
+    if moment is None:
+        return "never"
+    reference = reference or clock.now()
+    seconds = int((reference - moment).total_seconds())
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        return "just now"
+    for name, size in _UNITS:
+        if seconds >= size:
+            count = seconds // size
+            label = f"{count} {name}{'s' if count != 1 else ''}"
+            return f"in {label}" if future else f"{label} ago"
+    return "just now"  # pragma: no cover - the loop always returns for seconds >= 60
+
+
+def exact(moment: datetime | None) -> str:
+    """'2026-11-23 14:05 UTC' for titles and tables; '' for None."""
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+
+
+def day(value: date, *, year: bool = True) -> str:
+    """'Nov 3, 2026' (or 'Nov 3' without the year) for a calendar day."""
+    text = f"{value:%b} {value.day}"
+    return f"{text}, {value.year}" if year else text
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, as the API writes times; None stays None."""
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def end_of_day(day: date) -> datetime:
+    from datetime import UTC
+
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+
+
+def parse_moment(value: str) -> datetime | None:
+    """An ISO 8601 date (end of that day, UTC) or date-time (UTC if no offset)."""
+    from datetime import UTC
+
+    value = value.strip()
+    if len(value) > 40:
+        return None
+    try:
+        if len(value) == 10:
+            return end_of_day(date.fromisoformat(value))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -1,0 +1,236 @@
+"""Sign in, sign out and switching organization: the only views in shared/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from urllib.parse import urlparse
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.routing import BuildError
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+from shared.audit.record import Actor
+from shared.core import ratelimits
+from shared.core.extensions import db, login_manager
+from shared.core.netaddr import client_address
+from shared.core.ratelimits import RateLimited
+from shared.identity import accounts, roles, sessions
+from shared.identity.roles import Capability
+from shared.models import Membership
+from shared.notifications import notices
+
+bp = Blueprint("auth", __name__)
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to continue."
+login_manager.session_protection = None  # sessions are server-side rows; see accounts.start_session
+
+
+@login_manager.user_loader
+def load_user(session_key: str):
+    return sessions.user_for_session(session_key)
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+def live_memberships(user) -> list[Membership]:
+    return list(db.session.scalars(
+        select(Membership).where(Membership.user_id == user.id, Membership.removed_at.is_(None))
+        .order_by(Membership.id)).all())
+
+
+def current_membership() -> Membership | None:
+    """The signed-in user's membership in the organization they are working in."""
+    if "membership" in g:
+        return g.membership
+    membership = None
+    if current_user.is_authenticated:
+        choices = [m for m in live_memberships(current_user) if m.is_live]
+        wanted = session.get("org_id")
+        membership = next((m for m in choices if m.organization_id == wanted), None)
+        membership = membership or (choices[0] if choices else None)
+    g.membership = membership
+    return membership
+
+
+def current_actor() -> Actor | None:
+    membership = current_membership()
+    if membership is None:
+        return None
+    return Actor(membership=membership, ip=client_address(), user_agent=request.headers.get("User-Agent"))
+
+
+# Where each kind of member lands after signing in: staff in the portal, partner users in their hub.
+HOME_ENDPOINTS = {"staff": "portal.tokens", "partner": "partner_hub.tokens"}
+# Each audience's Notifications page (shared/notification_pages.py), linked from the navigation.
+NOTIFICATION_ENDPOINTS = {"staff": "portal.notifications", "partner": "partner_hub.notifications"}
+
+
+def audience_of(membership: Membership) -> str:
+    return "partner" if roles.is_partner_role(membership.role) else "staff"
+
+
+def home_for(membership: Membership | None) -> str:
+    if membership is None:
+        return url_for("auth.no_organization")
+    if not roles.can(membership.role, Capability.MANAGE_OWN_TOKENS):
+        return url_for("auth.home")  # e.g. a viewer: nothing to manage, a plain welcome page
+    try:
+        return url_for(HOME_ENDPOINTS[audience_of(membership)])
+    except BuildError:  # that UI is not installed in this app
+        return url_for("auth.home")
+
+
+def member_page(capability: Capability | None, *, partner: bool) -> Callable[[Callable], Callable]:
+    """Guard a page of one UI: signed in, working in an organization, in that UI's audience, with `capability`
+    (None: any member of the audience, e.g. their own notifications).
+
+    `partner=False` is the staff portal, `partner=True` the partner hub. A member of the other
+    audience, or without the capability, gets 403; nobody is redirected across (a bookmarked
+    portal page must not quietly become the hub).
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        @login_required
+        def wrapper(*args, **kwargs):
+            membership = current_membership()
+            if membership is None:
+                return redirect(url_for("auth.no_organization"))
+            if roles.is_partner_role(membership.role) != partner or (
+                    capability is not None and not roles.can(membership.role, capability)):
+                abort(403, "Your role does not give access to this page.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+@bp.app_context_processor
+def navigation_context() -> dict:
+    """What the layout's navigation needs: the working membership, the others, capability checks.
+
+    Callables, so pages that never show the navigation (and error pages rendered while the
+    database is down) never query for it.
+    """
+
+    def signed_in_membership() -> Membership | None:
+        try:
+            return current_membership() if current_user.is_authenticated else None
+        except SQLAlchemyError:
+            db.session.rollback()
+            return None
+
+    def switchable_memberships() -> list[Membership]:
+        if signed_in_membership() is None:
+            return []
+        return [m for m in live_memberships(current_user) if m.is_live]
+
+    def can(capability: str) -> bool:
+        membership = signed_in_membership()
+        return membership is not None and roles.can(membership.role, Capability(capability))
+
+    def notifications_nav() -> dict | None:
+        """The navigation's Notifications link: its URL, the unread count, whether it is this page."""
+        membership = signed_in_membership()
+        if membership is None:
+            return None
+        endpoint = NOTIFICATION_ENDPOINTS[audience_of(membership)]
+        try:
+            url = url_for(endpoint)
+            unread = notices.unread_count(membership.user_id, membership.organization_id)
+        except BuildError:  # that UI is not installed in this app
+            return None
+        except SQLAlchemyError:
+            db.session.rollback()
+            return None
+        # The page itself and its POSTs (whose htmx answers swap this link).
+        current = (request.endpoint or "").startswith(endpoint.removesuffix("s"))
+        return {"url": url, "unread": unread, "current": current}
+
+    return {"signed_in_membership": signed_in_membership, "switchable_memberships": switchable_memberships,
+            "can": can, "notifications_nav": notifications_nav}
+
+
+def _safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parts = urlparse(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        address = client_address()
+        try:
+            ratelimits.refuse_if_failing("login", address)
+            user = accounts.find_user(form.email.data)
+            if accounts.check_password(user, form.password.data) and user.is_active:
+                session.clear()  # a fresh session on sign-in: no fixation
+                sessions.start_session(user)
+                login_user(user)
+                membership = current_membership()
+                if membership:
+                    session["org_id"] = membership.organization_id
+                return redirect(_safe_next(request.args.get("next")) or home_for(membership))
+            ratelimits.count_failure("login", address)
+            error = "Incorrect email or password."
+            status = 401
+        except RateLimited:
+            error = "Too many failed sign-ins from your address. Wait a minute and try again."
+            status = 429
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.post("/logout")
+def logout():
+    if current_user.is_authenticated:
+        sessions.end_session(current_user.session_key)
+    logout_user()
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/switch-organization")
+@login_required
+def switch_organization():
+    wanted = request.form.get("organization_id", type=int)
+    membership = next((m for m in live_memberships(current_user) if m.organization_id == wanted and m.is_live), None)
+    if membership is not None:
+        session["org_id"] = membership.organization_id
+        g.pop("membership", None)
+    return redirect(home_for(membership or current_membership()))
+
+
+@bp.get("/")
+@login_required
+def home():
+    membership = current_membership()
+    target = home_for(membership)
+    if target != url_for("auth.home"):
+        return redirect(target)
+    return render_template("auth/home.html", membership=membership)
+
+
+@bp.get("/no-organization")
+@login_required
+def no_organization():
+    return render_template("auth/no_organization.html"), 403

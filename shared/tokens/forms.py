@@ -1,0 +1,194 @@
+"""The token form and the list filters as the browser sends them, for both UIs (portal and hub).
+
+`TokenForm` keeps what the user typed, so a form with errors comes back exactly as it was sent,
+and turns it into a `TokenInput` through the clean_* functions of shared.tokens: the form and
+the API validate with the same code. Field names are the keys of `ServiceError.fields`, so an
+error from a service lands beside the field that caused it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from shared.core import validation
+from shared.identity import roles
+from shared.models import TOKEN_TYPES, ApiToken, TokenType
+from shared.tokens import lifecycle, queries
+from shared.tokens import payload as token_payload
+
+EXPIRATION_OPTIONS = (  # (value, label); the values are what tokens.clean_expiry understands
+    ("30", "1 month"),
+    ("90", "3 months"),
+    ("365", "1 year"),
+    ("never", "No expiration"),
+    ("custom", "Custom date"),
+)
+KEEP_EXPIRY = "keep"  # edit form: leave the expiry as it is
+# Regenerate's "Keep the old value working for": (value, label), from the one table in shared.tokens.
+GRACE_OPTIONS = tuple((value, label) for value, (label, _duration) in lifecycle.GRACE_PERIODS.items())
+DEFAULT_GRACE = "none"  # a form without the field (an older page) regenerates as before
+DEFAULT_PERMISSIONS = ("read",)
+DEFAULT_SCOPES = ("documents",)
+TYPE_LABELS = {TokenType.PERSONAL: "Personal", TokenType.ORGANIZATION: "Organization",
+               TokenType.PROJECT: "Project"}
+PER_PAGE = 25
+
+
+@dataclass
+class TokenForm:
+    """The raw fields of the create and edit forms (strings and lists of strings)."""
+
+    name: str = ""
+    description: str = ""
+    type: str = TokenType.PERSONAL
+    project_id: str = ""
+    permissions: list[str] = field(default_factory=lambda: list(DEFAULT_PERMISSIONS))
+    scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
+    expiration: str = "365"
+    expiration_date: str = ""
+    ip_allowlist: str = ""
+    canary: bool = False
+
+    @classmethod
+    def from_request(cls, form: MultiDict) -> TokenForm:
+        return cls(
+            name=form.get("name", ""),
+            description=form.get("description", ""),
+            type=form.get("type", TokenType.PERSONAL),
+            project_id=form.get("project_id", ""),
+            permissions=form.getlist("permissions"),
+            scopes=form.getlist("scopes"),
+            expiration=form.get("expiration", "365"),
+            expiration_date=form.get("expiration_date", ""),
+            ip_allowlist=form.get("ip_allowlist", ""),
+            canary=form.get("canary") == "1",
+        )
+
+    @classmethod
+    def from_token(cls, token: ApiToken) -> TokenForm:
+        """The edit form of an existing token: its current values, expiry kept."""
+        return cls(
+            name=token.name,
+            description=token.description or "",
+            type=token.type,
+            project_id=str(token.project_id or ""),
+            permissions=list(token.permissions),
+            scopes=list(token.scopes),
+            expiration=KEEP_EXPIRY,
+            ip_allowlist="\n".join(token.ip_allowlist or []),
+        )
+
+    def to_create_input(self) -> token_payload.TokenInput:
+        """Every field, cleaned; raises InvalidRequest with `fields` keyed by form field name."""
+        errors = validation.FieldErrors()
+        data = token_payload.TokenInput()
+        data.name = token_payload.clean_name(self.name, errors)
+        data.description = token_payload.clean_description(self.description, errors)
+        data.type = self.type if self.type in TOKEN_TYPES else None
+        if self.canary:  # the form's type is beside the point: a canary is an organization token
+            data.project_id = None
+            token_payload.clean_canary(data, True, explicit_type=None, errors=errors)
+        elif data.type is None:
+            errors.add("type", "Choose a token type")
+        else:
+            data.project_id = _project_id(self.project_id, errors) if data.type == TokenType.PROJECT else None
+        self._clean_common(data, errors)
+        errors.raise_if_any()
+        return data
+
+    def to_update_input(self) -> token_payload.TokenInput:
+        """What an edit may change: everything but the secret, the type and the project."""
+        errors = validation.FieldErrors()
+        data = token_payload.TokenInput()
+        data.name = token_payload.clean_name(self.name, errors)
+        data.description = token_payload.clean_description(self.description, errors)
+        self._clean_common(data, errors)
+        errors.raise_if_any()
+        return data
+
+    def _clean_common(self, data: token_payload.TokenInput, errors: validation.FieldErrors) -> None:
+        data.permissions = token_payload.clean_labels(self.permissions, "permissions", errors)
+        data.scopes = token_payload.clean_labels(self.scopes, "scopes", errors)
+        if self.expiration != KEEP_EXPIRY:
+            expiry = token_payload.clean_expiry(self.expiration, self.expiration_date, errors, name="expiration")
+            if not errors.errors.get("expiration"):
+                data.expires_at = expiry
+        data.ip_allowlist = token_payload.clean_allowlist(self.ip_allowlist, errors)
+
+
+def grace_period_from(form: MultiDict) -> str:
+    """The chosen grace period as sent; tokens.regenerate_token refuses an unknown one
+    (InvalidRequest with fields["grace_period"]) before changing anything."""
+    return form.get("grace_period", DEFAULT_GRACE)
+
+
+def _project_id(value: str, errors: validation.FieldErrors) -> int | None:
+    if not value:
+        errors.add("project_id", "Choose a project for a project token")
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        errors.add("project_id", "No such project")
+        return None
+
+
+def label_choices(known: tuple[str, ...], chosen: list[str]) -> list[str]:
+    """The checkboxes to offer: every known label, then any free-form label the token carries,
+    so that saving an edit never drops a label the form did not know about."""
+    return list(known) + [label for label in chosen if label not in known]
+
+
+def permission_choices(form: TokenForm) -> list[str]:
+    return label_choices(roles.KNOWN_PERMISSIONS, form.permissions)
+
+
+def scope_choices(form: TokenForm) -> list[str]:
+    return label_choices(roles.KNOWN_SCOPES, form.scopes)
+
+
+# --------------------------------------------------------------------------- list filters
+
+
+def _int_arg(args: MultiDict, name: str, default: int | None, minimum: int = 1) -> int | None:
+    try:
+        value = int(args.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= minimum else default
+
+
+def filters_from_args(args: MultiDict) -> queries.TokenFilters:
+    """The list's query string as TokenFilters. The UI drops what it does not understand
+    (a hand-edited URL shows the unfiltered list rather than an error page)."""
+    tab = "deleted" if args.get("tab") == "deleted" else "active"
+    kind = args.get("type", "")
+    status = args.get("status", "")
+    allowed_statuses = ("revoked",) if tab == "deleted" else tuple(
+        s for s in queries.LIST_STATUSES if s != "revoked")
+    return queries.TokenFilters(
+        tab=tab,
+        name=args.get("name", "").strip()[:100],
+        type=kind if kind in TOKEN_TYPES else "",
+        status=status if status in allowed_statuses else "",
+        project_id=_int_arg(args, "project_id", None),
+        page=min(_int_arg(args, "page", 1), 100_000),
+        per_page=PER_PAGE,
+    )
+
+
+def filter_args(filters: queries.TokenFilters, **changes: Any) -> dict[str, Any]:
+    """The query string of a list view (for links: tabs, pages), without empty values."""
+    values = {
+        "tab": filters.tab if filters.tab != "active" else None,
+        "name": filters.name or None,
+        "type": filters.type or None,
+        "status": filters.status or None,
+        "project_id": filters.project_id,
+        "page": filters.page if filters.page != 1 else None,
+    }
+    values.update(changes)
+    return {key: value for key, value in values.items() if value not in (None, "")}

@@ -1,0 +1,262 @@
+"""Delivering events to endpoints: at least once, the same event id on every attempt, exponential
+backoff, every attempt kept, and an endpoint disabled after five failed events in a row.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+
+from shared.audit import record as audit
+from shared.core import clock
+from shared.core.db import write_transaction
+from shared.core.errors import InvalidRequest
+from shared.core.extensions import db
+from shared.models import DeliveryStatus, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from shared.notifications import notices
+from shared.webhooks.endpoints import live_endpoints
+from shared.webhooks.signing import SIGNATURE_HEADER, event_body, signature
+from shared.webhooks.ssrf import RefusedDestination, parse_url, resolve_destination
+
+USER_AGENT = "Keyward-Webhooks/1.0"
+
+
+TIMEOUT_SECONDS = 5.0  # connect, send and each read
+
+
+RESPONSE_EXCERPT_BYTES = 200
+
+
+ERROR_LENGTH = 300  # WebhookAttempt.error
+
+
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+           timedelta(hours=8))
+
+
+JITTER = 0.2
+
+
+MAX_ATTEMPTS = 1 + len(BACKOFF)
+
+
+DISABLE_AFTER = 5  # failed deliveries in a row
+
+
+# A claimed delivery belongs to its worker this long; longer than one attempt can take, short enough
+# that a killed worker's delivery is sent again within a minute or so.
+LEASE = timedelta(seconds=4 * TIMEOUT_SECONDS)
+
+
+def add_deliveries(event: Event) -> list[WebhookDelivery]:
+    """One pending delivery, due now, per active endpoint of the event's organization that wants
+    its type and existed when the event happened; added to the current (dispatching) transaction."""
+    now = clock.now()
+    endpoints = db.session.scalars(live_endpoints(event.organization_id).where(
+        WebhookEndpoint.is_active.is_(True), WebhookEndpoint.created_at <= event.created_at)
+        .order_by(WebhookEndpoint.id))
+    deliveries = [WebhookDelivery(endpoint_id=endpoint.id, event_id=event.id, status=DeliveryStatus.PENDING, attempts=0,
+                                  next_attempt_at=now, created_at=now)
+                  for endpoint in endpoints if event.type in endpoint.event_types]
+    db.session.add_all(deliveries)
+    return deliveries
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery taken for one attempt: everything needed to send it, outside any transaction."""
+
+    delivery_id: int
+    endpoint_id: int
+    url: str
+    secret: str
+    event_id: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+def _due_query(now: datetime):
+    return (select(WebhookDelivery).join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
+                   WebhookEndpoint.is_active.is_(True), WebhookEndpoint.deleted_at.is_(None)))
+
+
+def claim_next() -> Claim | None:
+    """Take the oldest due delivery for one attempt (a lease, committed), or None.
+
+    Rows are locked with SKIP LOCKED on PostgreSQL and under the write lock on SQLite, so two
+    workers never take the same delivery while its lease runs.
+    """
+    with write_transaction() as session:
+        now = clock.now()
+        delivery = session.scalars(_due_query(now).order_by(WebhookDelivery.id).limit(1)
+                                   .with_for_update(skip_locked=True, of=WebhookDelivery)).first()
+        if delivery is None:
+            return None
+        delivery.next_attempt_at = now + LEASE
+        endpoint, event = delivery.endpoint, delivery.event
+        return Claim(delivery.id, endpoint.id, endpoint.url, endpoint.signing_secret, event.public_id,
+                     event_body(event))
+
+
+def deliver_due(limit: int = 1000) -> int:
+    """Attempt every due delivery (up to `limit`), one at a time; how many attempts were made."""
+    made = 0
+    while made < limit and (claim := claim_next()) is not None:
+        record_outcome(claim, send(claim))
+        made += 1
+    return made
+
+
+def retry_delay(failed_attempts: int) -> timedelta:
+    """After the n-th failed attempt: BACKOFF[n-1], ±JITTER so a receiver's outage does not come
+    back as one burst."""
+    return BACKOFF[failed_attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def record_outcome(claim: Claim, outcome: Outcome) -> None:
+    """Keep the attempt and move the delivery on: succeeded, retried later, or failed for good."""
+    with write_transaction() as session:
+        delivery = session.scalars(select(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id)
+                                   .with_for_update().execution_options(populate_existing=True)).one()
+        session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=outcome.attempted_at,
+                                   status_code=outcome.status_code, latency_ms=outcome.latency_ms,
+                                   error=outcome.error))
+        if delivery.status != DeliveryStatus.PENDING:  # finished meanwhile (another worker after our lease ran out)
+            return
+        now = clock.now()
+        delivery.attempts += 1
+        if outcome.succeeded:
+            delivery.status, delivery.finished_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
+            session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == claim.endpoint_id,
+                                                          WebhookEndpoint.consecutive_failures != 0)
+                            .values(consecutive_failures=0).execution_options(synchronize_session=False))
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status, delivery.finished_at, delivery.next_attempt_at = DeliveryStatus.FAILED, now, None
+            _count_failed_delivery(session, claim.endpoint_id)
+        else:
+            delivery.next_attempt_at = now + retry_delay(delivery.attempts)
+
+
+def _count_failed_delivery(session, endpoint_id: int) -> None:
+    endpoint = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
+                               .with_for_update().execution_options(populate_existing=True)).one()
+    endpoint.consecutive_failures += 1
+    if endpoint.consecutive_failures < DISABLE_AFTER or not endpoint.is_active:
+        return
+    endpoint.is_active = False
+    endpoint.disabled_reason = f"Disabled automatically after {DISABLE_AFTER} failed deliveries in a row"
+    audit.record(None, endpoint.organization_id, "webhook.auto_disabled", "webhook", endpoint.public_id,
+                 {"url": endpoint.url, "consecutive_failures": endpoint.consecutive_failures})
+    host = urlsplit(endpoint.url).hostname or endpoint.url
+    notices.notify(
+        notices.org_user_ids(endpoint.organization_id, notices.MANAGER_ROLES),
+        endpoint.organization_id, "webhook_disabled",
+        f"Webhook endpoint {endpoint.public_id} ({host}) was disabled after {DISABLE_AFTER} failed deliveries "
+        "in a row. Fix the receiver, then enable it on Settings → Webhooks.")
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """HTTP to addresses already checked by the SSRF guard (never a new DNS lookup), with the URL's
+    host name in the Host header."""
+
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self.addresses = addresses
+
+    def _open_socket(self) -> socket.socket:
+        error: OSError | None = None
+        for address in self.addresses:
+            try:
+                return socket.create_connection((address, self.port), self.timeout)
+            except OSError as failure:
+                error = failure
+        raise error or OSError("no address to connect to")
+
+    def connect(self) -> None:
+        self.sock = self._open_socket()
+
+
+class _PinnedTLSConnection(_PinnedConnection):
+    """HTTPS likewise; the certificate is checked against the URL's host name (SNI too)."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def connect(self) -> None:
+        context = ssl.create_default_context()
+        self.sock = context.wrap_socket(self._open_socket(), server_hostname=self.host)
+
+
+def _clean_error(text: str, secret: str) -> str:
+    text = text.replace(secret, notices.REDACTED) if secret else text
+    text = notices.redact_secrets(text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())[:ERROR_LENGTH] or "Error"
+
+
+def _failure_message(error: BaseException) -> str:
+    if isinstance(error, RefusedDestination):
+        return str(error)
+    if isinstance(error, TimeoutError | socket.timeout):
+        return f"Timed out after {TIMEOUT_SECONDS:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "Connection refused"
+    if isinstance(error, ssl.SSLError | ssl.CertificateError):
+        return f"TLS error: {error}"
+    if isinstance(error, http.client.HTTPException):
+        return f"Invalid HTTP response: {type(error).__name__}"
+    return f"{type(error).__name__}: {error}"
+
+
+def send(claim: Claim) -> Outcome:
+    """One POST of the claimed delivery: checked destination, signed, 5 s timeout, no redirects."""
+    attempted_at = clock.now()
+    started = time.monotonic()
+    status: int | None = None
+    error: str | None = None
+    try:
+        destination = parse_url(claim.url)
+        addresses = resolve_destination(destination.host, destination.port)
+        kind = _PinnedTLSConnection if destination.scheme == "https" else _PinnedConnection
+        connection = kind(destination.host, destination.port, addresses, TIMEOUT_SECONDS)
+        try:
+            connection.request("POST", destination.target, body=claim.body, headers={
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Keyward-Event-Id": claim.event_id,
+                SIGNATURE_HEADER: signature(claim.secret, int(attempted_at.timestamp()), claim.body),
+            })
+            response = connection.getresponse()
+            status = response.status
+            excerpt = response.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", "replace")
+        finally:
+            connection.close()
+        if 300 <= status < 400:
+            error = f"HTTP {status}: redirects are not followed"
+        elif not 200 <= status < 300:
+            error = f"HTTP {status}" + (f": {excerpt}" if excerpt.strip() else "")
+    except InvalidRequest as invalid:  # a stored URL that no longer parses (cannot happen through the UI)
+        error = invalid.message
+    except Exception as failure:  # noqa: BLE001 - every failure is an attempt's outcome, never a crash
+        error = _failure_message(failure)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    return Outcome(attempted_at, status, latency_ms, _clean_error(error, claim.secret) if error else None)
