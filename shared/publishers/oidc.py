@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from shared import clock
-from shared.config import ConfigError
+from shared.core import clock
+from shared.core.config import ConfigError
 
 GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
 GITLAB_ISSUER = "https://gitlab.com"

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from shared.config import ConfigError
+from shared.core.config import ConfigError
 from shared.publishers import oidc
 from shared.publishers.oidc import (
     IssuerUnavailable,
