@@ -11,13 +11,12 @@ All JWT parsing and signature checking is PyJWT's; this module only chooses the 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -27,11 +26,14 @@ from urllib.parse import urlsplit
 import jwt
 
 from shared.core import clock
-from shared.core.config import ConfigError
-
-GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
-GITLAB_ISSUER = "https://gitlab.com"
-BUILTIN_ISSUERS = (GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER)
+from shared.publishers.issuers import (  # noqa: F401  (the verifier's public names)
+    BUILTIN_ISSUERS,
+    GITHUB_ACTIONS_ISSUER,
+    GITLAB_ISSUER,
+    is_loopback_host,
+    issuer_url_problem,
+    trusted_issuers,
+)
 
 # Asymmetric algorithms only, each bound to the one key type that may verify it: a token may never
 # pick HMAC (where a public key would become the shared secret) or `none`.
@@ -98,63 +100,6 @@ class VerifiedIdentity:
     jti: str
     expires_at: datetime
     claims: dict[str, Any]
-
-
-# --------------------------------------------------------------------------- issuers
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def issuer_url_problem(url: str) -> str | None:
-    """Why `url` cannot be a trusted issuer (None when it can): https only, plain http only for a
-    loopback host (a test issuer on this machine); no credentials, query or fragment."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("https", "http") or not host:
-        return "must be an https:// URL"
-    if parts.scheme == "http" and not is_loopback_host(host):
-        return "must use https (plain http is only for a loopback test issuer)"
-    if parts.username is not None or parts.password is not None:
-        return "must not carry credentials"
-    if parts.query or parts.fragment or url != url.strip():
-        return "must not carry a query, a fragment or spaces"
-    return None
-
-
-def trusted_issuers(configured: str | Iterable[str] | None = None) -> frozenset[str]:
-    """The built-in issuers plus the configured ones (KEYWARD_OIDC_ISSUERS, comma separated).
-
-    Entries are compared with a token's `iss` exactly (a trailing slash makes another issuer).
-    A bad entry stops the app at start-up rather than refusing every exchange later.
-    """
-    if configured is None:
-        entries: list[str] = []
-    elif isinstance(configured, str):
-        entries = [part.strip() for part in configured.split(",")]
-    else:
-        entries = [part.strip() for part in configured]
-    issuers = set(BUILTIN_ISSUERS)
-    for entry in entries:
-        if not entry:
-            continue
-        problem = issuer_url_problem(entry)
-        if problem:
-            raise ConfigError(f"KEYWARD_OIDC_ISSUERS: '{entry}' {problem}")
-        issuers.add(entry)
-    return frozenset(issuers)
 
 
 # --------------------------------------------------------------------------- fetching keys

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 from datetime import UTC, datetime
 
@@ -13,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from shared.core.config import ConfigError
+from shared.core.config import ConfigError, build_config
 from shared.publishers import oidc
 from shared.publishers.oidc import (
     IssuerUnavailable,
@@ -274,9 +275,18 @@ def test_trusted_issuers_are_the_builtins_plus_the_configured_ones():
 @pytest.mark.parametrize("entry", ["http://gitlab.example.com", "ftp://127.0.0.1", "gitlab.com",
                                    "https://user:pw@gitlab.example.com", "https://x.example/?a=1",
                                    "http://10.0.0.1", "https://x.example:port"])
-def test_untrustworthy_configured_issuer_stops_the_app(entry):
-    with pytest.raises(ConfigError, match="KEYWARD_OIDC_ISSUERS"):
-        trusted_issuers(f"https://ok.example,{entry}")
+def test_untrustworthy_configured_issuer_stops_the_app(entry, tmp_path):
+    env = {"KEYWARD_OIDC_ISSUERS": f"https://ok.example,{entry}", "SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"}
+    with pytest.raises(ConfigError, match=f"KEYWARD_OIDC_ISSUERS: '{re.escape(entry)}'"):
+        build_config(tmp_path, env)
+
+
+def test_configured_issuers_reach_the_app_config(tmp_path):
+    env = {"KEYWARD_OIDC_ISSUERS": "https://gitlab.example.com", "SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"}
+    assert build_config(tmp_path, env)["KEYWARD_OIDC_ISSUERS"] == {
+        "https://token.actions.githubusercontent.com", "https://gitlab.com", "https://gitlab.example.com"}
+    assert build_config(tmp_path, {"SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"})["KEYWARD_OIDC_ISSUERS"] == {
+        "https://token.actions.githubusercontent.com", "https://gitlab.com"}
 
 
 # --------------------------------------------------------------------------- key cache
