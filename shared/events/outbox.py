@@ -20,7 +20,7 @@ from shared.models import Event
 TYPES = (
     "token.created", "token.updated", "token.regenerated", "token.deactivated", "token.reactivated",
     "token.revoked", "token.expiring", "token.expired", "token.exposed", "token.anomaly",
-    "token.canary_used", "token.transferred",
+    "token.canary_used", "token.transferred", "token.exchanged",
 )
 OUTBOX_FLAG = "keyward.outbox"  # in session.info: this transaction wrote something to dispatch
 
