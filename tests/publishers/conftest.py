@@ -171,3 +171,45 @@ def mint(oidc_issuer, clock):
                           headers={"kid": kid, **(headers or {})})
 
     return make
+
+
+# --------------------------------------------------------------------------- the app side
+
+
+@pytest.fixture
+def app_config(app_config, oidc_issuer):
+    """The app trusts the local issuer (as KEYWARD_OIDC_ISSUERS would make it)."""
+    return {**app_config, "KEYWARD_OIDC_ISSUERS": oidc.trusted_issuers(oidc_issuer.url)}
+
+
+@pytest.fixture
+def publishers(app, client, make, oidc_issuer):
+    """A business org with an owner holding a management token, and helpers to register
+    publishers and exchange identity tokens through the API."""
+    return PublisherHelper(client, make, oidc_issuer)
+
+
+class PublisherHelper:
+    def __init__(self, client, make, oidc_issuer, plan: str = "business"):
+        self.client, self.make, self.issuer = client, make, oidc_issuer
+        self.org = make.org(plan)
+        self.owner = make.api_member(self.org, "owner")
+        self.key = self.manager(self.owner)
+
+    def manager(self, member):
+        return self.make.token(member, scopes=["tokens", "documents", "projects"],
+                               permissions=["read", "write", "delete"], expires_at=None)
+
+    def body(self, **fields) -> dict:
+        return {"name": "CI deploy", "issuer": self.issuer.url,
+                "conditions": {"repository": "acme/widgets", "ref": "refs/heads/main"},
+                "rights": {"documents": ["read"]}, **fields}
+
+    def register(self, key=None, expect: int = 201, **fields) -> dict:
+        response = self.client.post("/api/v1/trusted-publishers", json=self.body(**fields),
+                                    headers=(key or self.key).headers)
+        assert response.status_code == expect, response.get_json()
+        return response.get_json()
+
+    def exchange(self, jwt_value: str, **extra):
+        return self.client.post("/api/v1/oidc/exchange", json={"token": jwt_value, **extra})
