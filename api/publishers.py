@@ -29,8 +29,9 @@ class Conditions(Field):
     """Claim name -> the exact string value the identity token must carry."""
 
     def _schema(self) -> dict:
+        value = {"type": "string", "minLength": 1, "maxLength": service.MAX_CONDITION_VALUE}
         return {"type": "object", "minProperties": 1, "maxProperties": service.MAX_CONDITIONS,
-                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": service.MAX_CONDITION_VALUE}}
+                "additionalProperties": value}
 
     def _from_json(self, value: Any) -> dict:
         if not isinstance(value, dict):
@@ -46,9 +47,9 @@ class Rights(Field):
     """Scope -> the permissions granted on it."""
 
     def _schema(self) -> dict:
-        return {"type": "object", "minProperties": 1,
-                "additionalProperties": {"type": "array", "minItems": 1, "maxItems": len(roles.KNOWN_PERMISSIONS),
-                                         "items": {"type": "string", "enum": list(roles.KNOWN_PERMISSIONS)}}}
+        permissions = {"type": "array", "minItems": 1, "maxItems": len(roles.KNOWN_PERMISSIONS),
+                       "items": {"type": "string", "enum": list(roles.KNOWN_PERMISSIONS)}}
+        return {"type": "object", "minProperties": 1, "additionalProperties": permissions}
 
     def _from_json(self, value: Any) -> dict:
         if not isinstance(value, dict):
@@ -61,60 +62,67 @@ class Rights(Field):
 CREATE_PUBLISHER = Body({
     "name": String("1–100 characters, no control characters", min_length=1, max_length=100),
     "issuer": String("The CI platform's OIDC issuer: https://token.actions.githubusercontent.com, "
-                     "https://gitlab.com, or one listed in KEYWARD_OIDC_ISSUERS", min_length=1, max_length=500),
-    "audience": String("The audience the job requests its identity token for", max_length=service.MAX_AUDIENCE,
-                       default=service.DEFAULT_AUDIENCE),
+                     "https://gitlab.com, or one listed in KEYWARD_OIDC_ISSUERS",
+                     min_length=1, max_length=500),
+    "audience": String("The audience the job requests its identity token for",
+                       max_length=service.MAX_AUDIENCE, default=service.DEFAULT_AUDIENCE),
     "conditions": Conditions("Claims the identity token must carry with exactly these values, e.g. "
                              "repository and ref; on GitHub and GitLab one must pin the repository, "
                              "project or owner"),
     "rights": Rights("Permissions per scope the minted tokens hold (within your role; not `tokens`); "
                      "for now every scope needs the same permissions"),
-    "project_id": identifier("Project the minted tokens are bound to (project tokens); null: personal tokens",
-                             nullable=True),
+    "project_id": identifier("Project the minted tokens are bound to (project tokens); "
+                             "null: personal tokens", nullable=True),
     "lifetime_minutes": Integer("Lifetime of each minted token", minimum=service.MIN_LIFETIME_MINUTES,
-                                maximum=service.MAX_LIFETIME_MINUTES, default=service.DEFAULT_LIFETIME_MINUTES),
+                                maximum=service.MAX_LIFETIME_MINUTES,
+                                default=service.DEFAULT_LIFETIME_MINUTES),
 }, required=("name", "issuer", "conditions", "rights"), name="TrustedPublisherCreate")
 
 EXCHANGE = Body({
-    "token": String("The CI job's OIDC identity token (a JWT)", min_length=1, max_length=oidc.MAX_TOKEN_CHARS),
+    "token": String("The CI job's OIDC identity token (a JWT)", min_length=1,
+                    max_length=oidc.MAX_TOKEN_CHARS),
     "trusted_publisher_id": String("The publisher meant, when several would match the identity token",
                                    max_length=40),
 }, required=("token",), name="OidcExchange")
 
-_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
-_PUBLISHER_REF = {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
-                  "required": ["id", "name"]}
+
+def _object(properties: dict, required: list[str] | None = None) -> dict:
+    return {"type": "object", "properties": properties, "required": required or list(properties)}
+
+
+_STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
+_STRINGS = {"type": "object", "additionalProperties": _STRING}
 # The objects these endpoints answer, in the served OpenAPI document beside the others.
 RESPONSES.update({
-    "TrustedPublisher": {"type": "object", "required": [
-        "id", "name", "issuer", "audience", "conditions", "rights", "project_id", "lifetime_minutes", "created_at",
-        "created_by"], "properties": {
-        "id": {"type": "string"}, "name": {"type": "string"}, "issuer": {"type": "string"},
-        "audience": {"type": "string"}, "conditions": _STRINGS,
-        "rights": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-        "project_id": {"type": "integer", "nullable": True}, "lifetime_minutes": {"type": "integer"},
+    "TrustedPublisher": _object({
+        "id": _STRING, "name": _STRING, "issuer": _STRING, "audience": _STRING, "conditions": _STRINGS,
+        "rights": {"type": "object", "additionalProperties": {"type": "array", "items": _STRING}},
+        "project_id": {"type": "integer", "nullable": True}, "lifetime_minutes": _INTEGER,
         "created_at": {"type": "string", "format": "date-time"},
-        "created_by": {"type": "object", "properties": {"id": {"type": "integer"}, "email": {"type": "string"}}},
-        "live_tokens": {"type": "integer"}}},
-    "TrustedPublisherList": {"type": "object", "required": ["items", "page", "per_page", "total"], "properties": {
+        "created_by": _object({"id": _INTEGER, "email": _STRING}),
+        "live_tokens": _INTEGER,
+    }, ["id", "name", "issuer", "audience", "conditions", "rights", "project_id", "lifetime_minutes",
+        "created_at", "created_by"]),
+    "TrustedPublisherList": _object({
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/TrustedPublisher"}},
-        "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}},
-    "TrustedPublisherDeleted": {"type": "object", "required": ["trusted_publisher", "revoked"], "properties": {
+        "page": _INTEGER, "per_page": _INTEGER, "total": _INTEGER}),
+    "TrustedPublisherDeleted": _object({
         "trusted_publisher": {"$ref": "#/components/schemas/TrustedPublisher"},
-        "revoked": {"type": "array", "items": {"type": "string"}}}},
-    "TokenExchanged": {"type": "object", "required": ["token", "secret", "trusted_publisher"], "properties": {
-        "token": {"$ref": "#/components/schemas/Token"}, "secret": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
-        "trusted_publisher": _PUBLISHER_REF}},
-    "OidcError": {"type": "object", "required": ["error"], "properties": {"error": {
-        "type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"},
-            "reason": {"type": "string", "enum": [reason.value for reason in oidc.RefusalReason]},
-            "fields": _STRINGS}}}},
+        "revoked": {"type": "array", "items": _STRING}}),
+    "TokenExchanged": _object({
+        "token": {"$ref": "#/components/schemas/Token"},
+        "secret": {"type": "string", "pattern": "^[A-Za-z0-9_]+$"},
+        "trusted_publisher": _object({"id": _STRING, "name": _STRING})}),
+    "OidcError": _object({"error": _object({
+        "code": _STRING, "message": _STRING,
+        "reason": {"type": "string", "enum": [reason.value for reason in oidc.RefusalReason]},
+        "fields": _STRINGS}, ["code", "message"])}),
 })
 
 
 @endpoint("GET", "/trusted-publishers", summary="List the organization's trusted publishers", scope="tokens",
-          tag="trusted publishers", responses={200: "TrustedPublisherList", 400: "Error", **ERRORS}, query=pagination())
+          tag="trusted publishers", responses={200: "TrustedPublisherList", 400: "Error", **ERRORS},
+          query=pagination())
 def list_trusted_publishers(query: dict):
     listings = service.list_publishers(current_actor())
     page, per_page = query["page"], query["per_page"]
@@ -154,7 +162,8 @@ def exchange_oidc_token(body: dict):
                                      publisher_id=body.get("trusted_publisher_id"))
     except oidc.IssuerUnavailable as unavailable:
         # The identity token may be fine: the job should retry, and no failure is counted against it.
-        response = error_response(503, "issuer_unavailable", unavailable.message, reason=unavailable.reason.value)
+        response = error_response(503, "issuer_unavailable", unavailable.message,
+                                  reason=unavailable.reason.value)
         response.headers["Retry-After"] = str(int(oidc.FAILED_FETCH_BACKOFF.total_seconds()))
         return response
     except oidc.OidcRefused as refused:

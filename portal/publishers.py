@@ -32,8 +32,8 @@ def _conditions(rows: list[tuple[str, str]]) -> dict[str, str]:
     conditions: dict[str, str] = {}
     for claim, value in rows:
         if claim in conditions:
-            raise InvalidRequest(f"The claim '{claim}' is listed twice",
-                                 fields={"conditions": f"The claim '{claim}' is listed twice; give it one value"})
+            message = f"The claim '{claim}' is listed twice; give it one value"
+            raise InvalidRequest(message, fields={"conditions": message})
         conditions[claim] = value  # an empty claim name or value is refused by the service
     return conditions
 
@@ -51,6 +51,13 @@ def _number(raw: str | None, default):
     if not raw:
         return default
     return int(raw) if raw.isdigit() and len(raw) < 10 else raw  # anything else: the service says why
+
+
+def _form_error(error: InvalidRequest | None) -> str | None:
+    """What no field shows: an error about the whole form (`body`) or one without fields."""
+    if error is None:
+        return None
+    return error.fields.get("body") or (error.message if not error.fields else None)
 
 
 def _index(*, error: InvalidRequest | None = None, status: int = 200):
@@ -77,7 +84,7 @@ def _index(*, error: InvalidRequest | None = None, status: int = 200):
                 "rows": rows[:service.MAX_CONDITIONS], "rights": checked},
         lifetime=(service.MIN_LIFETIME_MINUTES, service.MAX_LIFETIME_MINUTES),
         errors=error.fields if error else {},
-        form_error=(error.fields.get("body") or (error.message if not error.fields else None)) if error else None,
+        form_error=_form_error(error),
     ), status
 
 
@@ -99,7 +106,8 @@ def trusted_publisher_create():
             lifetime_minutes=_number(form.get("lifetime_minutes"), service.DEFAULT_LIFETIME_MINUTES))
     except InvalidRequest as error:
         return _index(error=error, status=FORM_ERROR_STATUS)
-    flash(f"Added the trusted publisher “{publisher.name}”. Its CI jobs can now exchange their identity token.")
+    flash(f"Added the trusted publisher “{publisher.name}”. "
+          "Its CI jobs can now exchange their identity token.")
     return redirect(url_for("portal.trusted_publishers_page"))
 
 

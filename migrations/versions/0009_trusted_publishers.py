@@ -9,7 +9,6 @@ Create Date: 2026-11-26 14:38:46.923649
 import sqlalchemy as sa
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = '0009'
 down_revision = '0006'

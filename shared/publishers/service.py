@@ -156,7 +156,8 @@ def get_publisher_for(actor: Actor, public_id: str) -> TrustedPublisher:
     require(actor, Capability.MANAGE_TRUSTED_PUBLISHERS, NOT_ALLOWED)
     if not isinstance(public_id, str) or not PUBLIC_ID.fullmatch(public_id):
         raise NotFound("No such trusted publisher")
-    publisher = db.session.scalars(_live(actor.organization_id).where(TrustedPublisher.public_id == public_id)).first()
+    publisher = db.session.scalars(
+        _live(actor.organization_id).where(TrustedPublisher.public_id == public_id)).first()
     if publisher is None:
         raise NotFound("No such trusted publisher")
     return publisher
@@ -179,8 +180,8 @@ def _clean_issuer(value: Any, errors: FieldErrors) -> str | None:
 def _clean_audience(value: Any, errors: FieldErrors) -> str | None:
     if value is None or value == "":
         return DEFAULT_AUDIENCE
-    if not isinstance(value, str) or len(value) > MAX_AUDIENCE or not value.strip() or value != value.strip() \
-            or has_control_characters(value):
+    if (not isinstance(value, str) or len(value) > MAX_AUDIENCE or not value.strip()
+            or value != value.strip() or has_control_characters(value)):
         errors.add("audience", f"Give the audience the CI job asks for (1–{MAX_AUDIENCE} characters, "
                                "no surrounding spaces), e.g. keyward")
         return None
@@ -234,7 +235,8 @@ def _clean_rights(value: Any, errors: FieldErrors) -> dict[str, list[str]] | Non
         permissions = value[scope]
         if not isinstance(permissions, list) or not permissions or not all(
                 isinstance(p, str) and p in roles.KNOWN_PERMISSIONS for p in permissions):
-            errors.add("rights", f"Give '{scope}' a list of permissions from {', '.join(roles.KNOWN_PERMISSIONS)}")
+            errors.add("rights", f"Give '{scope}' a list of permissions from "
+                                 f"{', '.join(roles.KNOWN_PERMISSIONS)}")
             return None
     for scope in GRANTABLE_SCOPES:
         if scope in value:
@@ -243,7 +245,8 @@ def _clean_rights(value: Any, errors: FieldErrors) -> dict[str, list[str]] | Non
     # product (the same permissions on every scope). When tokens hold per-scope rights, mint them
     # as they are and drop this rule.
     if len({tuple(permissions) for permissions in cleaned.values()}) > 1:
-        errors.add("rights", "For now give every scope the same permissions (tokens hold scopes × permissions)")
+        errors.add("rights", "For now give every scope the same permissions "
+                             "(tokens hold scopes × permissions)")
         return None
     return cleaned
 
@@ -272,7 +275,8 @@ def _clean_lifetime(value: Any, errors: FieldErrors) -> int | None:
         return DEFAULT_LIFETIME_MINUTES
     if isinstance(value, bool) or not isinstance(value, int) \
             or not MIN_LIFETIME_MINUTES <= value <= MAX_LIFETIME_MINUTES:
-        errors.add("lifetime_minutes", f"Give a lifetime from {MIN_LIFETIME_MINUTES} to {MAX_LIFETIME_MINUTES} minutes")
+        errors.add("lifetime_minutes",
+                   f"Give a lifetime from {MIN_LIFETIME_MINUTES} to {MAX_LIFETIME_MINUTES} minutes")
         return None
     return value
 
@@ -292,8 +296,9 @@ def _check_grants(actor: Actor, rights: dict[str, list[str]], project_id: int | 
         if actor.token.ip_allowlist:
             found.add("body", "A token restricted to an IP allowlist cannot register a trusted publisher: "
                               "the tokens it mints are used from CI runners anywhere")
+    renamed = {"permissions": "rights", "scopes": "rights", "type": "project_id"}  # the publisher's fields
     for field, message in found.errors.items():
-        errors.add({"permissions": "rights", "scopes": "rights", "type": "project_id"}.get(field, field), message)
+        errors.add(renamed.get(field, field), message)
 
 
 def register_publisher(actor: Actor, *, name: Any, issuer: Any, conditions: Any, rights: Any,
@@ -325,7 +330,8 @@ def register_publisher(actor: Actor, *, name: Any, issuer: Any, conditions: Any,
     with write_transaction() as session:
         live = session.scalar(select(func.count()).select_from(_live(actor.organization_id).subquery()))
         if live >= MAX_PUBLISHERS:
-            raise InvalidRequest(f"An organization has at most {MAX_PUBLISHERS} trusted publishers; delete one first")
+            raise InvalidRequest(
+                f"An organization has at most {MAX_PUBLISHERS} trusted publishers; delete one first")
         publisher = TrustedPublisher(
             public_id="tp_" + secrets.token_hex(8), organization_id=actor.organization_id,
             created_by_membership_id=actor.membership.id, name=cleaned_name, issuer=cleaned_issuer,
@@ -361,7 +367,8 @@ def delete_publisher(actor: Actor, publisher: TrustedPublisher) -> tuple[Trusted
         revoked = list(session.scalars(_live_tokens_of([publisher.id]).order_by(ApiToken.id).with_for_update()
                                        .execution_options(populate_existing=True)))
         for token in revoked:
-            lifecycle.mark_revoked(token, actor, REVOKED_WITH_PUBLISHER, {"trusted_publisher": publisher.public_id})
+            lifecycle.mark_revoked(token, actor, REVOKED_WITH_PUBLISHER,
+                                   {"trusted_publisher": publisher.public_id})
         audit.record(actor, publisher.organization_id, "trusted_publisher.deleted", "trusted_publisher",
                      publisher.public_id, {"name": publisher.name, "revoked": [t.public_id for t in revoked]})
     return publisher, revoked
@@ -407,11 +414,13 @@ def _claim_text(identity: oidc.VerifiedIdentity, name: str) -> str | None:
 
 def _identity_details(identity: oidc.VerifiedIdentity) -> dict[str, Any]:
     """What the audit keeps of an identity token: never the token itself."""
-    return {"issuer": identity.issuer, "sub": _claim_text(identity, "sub"), "jti": _printable(identity.jti, 255)}
+    return {"issuer": identity.issuer, "sub": _claim_text(identity, "sub"),
+            "jti": _printable(identity.jti, 255)}
 
 
 def _token_input(publisher: TrustedPublisher, identity: oidc.VerifiedIdentity) -> TokenInput:
-    scopes, permissions = _as_scopes_and_permissions(publisher.rights)  # rights: per-scope when tokens hold them
+    # rights: mint publisher.rights as they are once tokens hold per-scope rights.
+    scopes, permissions = _as_scopes_and_permissions(publisher.rights)
     subject = _claim_text(identity, "sub") or identity.issuer
     return TokenInput(
         name=publisher.name, description=_printable(f"Minted for {subject}", 500),
@@ -443,7 +452,8 @@ def exchange(raw_jwt: str, address: str | None, user_agent: str | None, *,
         (plan, policy, the member's role)
     """
     try:
-        identity = oidc.verify_oidc_token(raw_jwt, allowed_issuers=allowed_issuers(), audience_for=_audiences_for)
+        identity = oidc.verify_oidc_token(raw_jwt, allowed_issuers=allowed_issuers(),
+                                          audience_for=_audiences_for)
         if publisher_id is not None and not PUBLIC_ID.fullmatch(publisher_id):
             raise oidc.OidcRefused(oidc.RefusalReason.NO_MATCHING_PUBLISHER, "no such trusted publisher")
         candidates = _candidates(identity, publisher_id)
@@ -467,8 +477,10 @@ def exchange(raw_jwt: str, address: str | None, user_agent: str | None, *,
     data = _token_input(publisher, identity)
     try:
         with write_transaction() as session:
-            current = session.scalars(select(TrustedPublisher).where(TrustedPublisher.id == publisher.id)
-                                      .with_for_update(read=True).execution_options(populate_existing=True)).one()
+            # Shared lock: exchanges run side by side, a deletion waits for them (and they for it).
+            current = session.scalars(
+                select(TrustedPublisher).where(TrustedPublisher.id == publisher.id)
+                .with_for_update(read=True).execution_options(populate_existing=True)).one()
             if current.deleted_at is not None:
                 raise oidc.OidcRefused(oidc.RefusalReason.NO_MATCHING_PUBLISHER,
                                        "the matching trusted publisher was just deleted")
@@ -504,5 +516,6 @@ def exchange(raw_jwt: str, address: str | None, user_agent: str | None, *,
 def forget_used_jtis() -> int:
     """Delete the used-jti rows of identity tokens that expired (the worker's sweep); how many."""
     with write_transaction() as session:
-        result = session.execute(delete(OidcUsedJti).where(OidcUsedJti.expires_at < clock.now() - USED_JTI_MARGIN))
+        result = session.execute(
+            delete(OidcUsedJti).where(OidcUsedJti.expires_at < clock.now() - USED_JTI_MARGIN))
     return result.rowcount or 0

@@ -10,10 +10,9 @@ import json
 import threading
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives import serialization
 
-from shared.models import AuditEvent, Event, OidcUsedJti
+from shared.models import Event, OidcUsedJti
 from shared.publishers import service
 from tests.conftest import bearer
 from tests.publishers.conftest import DISCOVERY_PATH, PublisherHelper, new_rsa_key
@@ -58,11 +57,13 @@ def test_exchange_mints_a_short_lived_token_bound_to_the_publisher(publishers, m
     for event in make.audit():
         assert signature not in json.dumps(event.details)
     [event] = make.rows(Event, type="token.exchanged")
-    assert event.data["token"]["id"] == minted["id"] and event.data["trusted_publisher"]["id"] == registered["id"]
+    assert event.data["token"]["id"] == minted["id"]
+    assert event.data["trusted_publisher"]["id"] == registered["id"]
     assert "secret" not in json.dumps(event.data)
 
 
-def test_minted_token_holds_exactly_the_publishers_rights_until_its_lifetime_ends(publishers, mint, clock, client):
+def test_minted_token_holds_exactly_the_publishers_rights_until_its_lifetime_ends(publishers, mint, clock,
+                                                                                    client):
     publishers.register(rights={"documents": ["read"]}, lifetime_minutes=5)
     secret = publishers.exchange(mint()).get_json()["secret"]
     headers = bearer(secret)
@@ -83,7 +84,8 @@ def test_minted_token_holds_exactly_the_publishers_rights_until_its_lifetime_end
 
 def test_publisher_with_a_project_mints_project_tokens(publishers, mint, make):
     project = make.project(publishers.org)
-    publishers.register(project_id=project, rights={"documents": ["read", "write"], "projects": ["read", "write"]})
+    publishers.register(project_id=project,
+                        rights={"documents": ["read", "write"], "projects": ["read", "write"]})
 
     minted = publishers.exchange(mint()).get_json()["token"]
 
@@ -168,7 +170,8 @@ def test_concurrent_exchanges_of_one_identity_token_mint_exactly_one_token(app, 
 def test_alg_none_is_refused(publishers, mint):
     publishers.register()
     claims = jwt.decode(mint(), options={"verify_signature": False})
-    refused(publishers.exchange(jwt.encode(claims, None, algorithm="none", headers={"kid": "rsa-1"})), "signature")
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "rsa-1"})
+    refused(publishers.exchange(unsigned), "signature")
 
 
 def test_hs256_signed_with_the_published_public_key_is_refused(publishers, mint, oidc_issuer):
@@ -280,13 +283,14 @@ def test_organization_policy_still_applies_to_the_minted_token(publishers, mint,
     assert make.rows(OidcUsedJti) == []  # nothing was used up: the job may retry once it is fixed
 
 
-def test_minted_tokens_neither_count_toward_nor_are_stopped_by_the_free_plan_limit(client, make, mint, oidc_issuer):
+def test_minted_tokens_neither_count_toward_nor_are_stopped_by_the_free_plan_limit(client, make, mint,
+                                                                                     oidc_issuer):
     free = PublisherHelper(client, make, oidc_issuer, plan="free")
     free.register()
     for _ in range(9):  # with the management token: the member's 10 tokens
         free.manager(free.owner)
-    full = client.post("/api/v1/tokens", json={"name": "one more", "scopes": ["documents"], "permissions": ["read"]},
-                       headers=free.key.headers)
+    one_more = {"name": "one more", "scopes": ["documents"], "permissions": ["read"]}
+    full = client.post("/api/v1/tokens", json=one_more, headers=free.key.headers)
     assert full.status_code == 409
 
     assert free.exchange(mint()).status_code == 201
@@ -294,8 +298,7 @@ def test_minted_tokens_neither_count_toward_nor_are_stopped_by_the_free_plan_lim
 
     client.delete(f"/api/v1/tokens/{free.key.id}", headers=free.key.headers)
     other = free.manager(free.owner)  # room for exactly one again: the minted tokens take none
-    assert client.post("/api/v1/tokens", json={"name": "x", "scopes": ["documents"], "permissions": ["read"]},
-                       headers=other.headers).status_code == 409
+    assert client.post("/api/v1/tokens", json=one_more, headers=other.headers).status_code == 409
 
 
 # --------------------------------------------------------------------------- the minted token's life
@@ -323,7 +326,8 @@ def test_deleting_a_publisher_revokes_its_live_tokens_and_stops_exchanges(publis
     second = publishers.exchange(mint()).get_json()
     assert client.get("/api/v1/documents", headers=bearer(first["secret"])).status_code == 200
     listed = client.get("/api/v1/trusted-publishers", headers=publishers.key.headers).get_json()
-    assert {item["name"]: item["live_tokens"] for item in listed["items"]} == {"CI deploy": 2, "other repository": 0}
+    live = {item["name"]: item["live_tokens"] for item in listed["items"]}
+    assert live == {"CI deploy": 2, "other repository": 0}
 
     deleted = client.delete(f"/api/v1/trusted-publishers/{registered['id']}", headers=publishers.key.headers)
 

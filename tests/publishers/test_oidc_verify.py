@@ -272,20 +272,23 @@ def test_trusted_issuers_are_the_builtins_plus_the_configured_ones():
                        "http://localhost:9000", "http://[::1]:7000"}
 
 
+SECRETS = {"SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"}
+
+
 @pytest.mark.parametrize("entry", ["http://gitlab.example.com", "ftp://127.0.0.1", "gitlab.com",
                                    "https://user:pw@gitlab.example.com", "https://x.example/?a=1",
                                    "http://10.0.0.1", "https://x.example:port"])
 def test_untrustworthy_configured_issuer_stops_the_app(entry, tmp_path):
-    env = {"KEYWARD_OIDC_ISSUERS": f"https://ok.example,{entry}", "SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"}
+    env = {"KEYWARD_OIDC_ISSUERS": f"https://ok.example,{entry}", **SECRETS}
     with pytest.raises(ConfigError, match=f"KEYWARD_OIDC_ISSUERS: '{re.escape(entry)}'"):
         build_config(tmp_path, env)
 
 
 def test_configured_issuers_reach_the_app_config(tmp_path):
-    env = {"KEYWARD_OIDC_ISSUERS": "https://gitlab.example.com", "SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"}
+    env = {"KEYWARD_OIDC_ISSUERS": "https://gitlab.example.com", **SECRETS}
     assert build_config(tmp_path, env)["KEYWARD_OIDC_ISSUERS"] == {
         "https://token.actions.githubusercontent.com", "https://gitlab.com", "https://gitlab.example.com"}
-    assert build_config(tmp_path, {"SECRET_KEY": "s", "KEYWARD_TOKEN_PEPPER": "p"})["KEYWARD_OIDC_ISSUERS"] == {
+    assert build_config(tmp_path, SECRETS)["KEYWARD_OIDC_ISSUERS"] == {
         "https://token.actions.githubusercontent.com", "https://gitlab.com"}
 
 
