@@ -163,10 +163,6 @@ def get_publisher_for(actor: Actor, public_id: str) -> TrustedPublisher:
     return publisher
 
 
-def live_token_count(publisher: TrustedPublisher) -> int:
-    return db.session.scalar(select(func.count()).select_from(_live_tokens_of([publisher.id]).subquery()))
-
-
 # --------------------------------------------------------------------------- registering
 
 
