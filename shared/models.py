@@ -373,8 +373,7 @@ class OidcUsedJti(db.Model):
     jti: Mapped[str] = mapped_column(String(255))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     exchanged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
-    publisher_id: Mapped[int] = mapped_column(
-        ForeignKey("trusted_publishers.id", name="fk_api_tokens_trusted_publisher_id"), index=True)
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("trusted_publishers.id"), index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
 
 
