@@ -358,3 +358,29 @@ def test_sweep_forgets_used_jtis_once_their_identity_tokens_expired(publishers, 
     clock.advance(seconds=service.USED_JTI_MARGIN.total_seconds() + 1)
     make.run(sweep)
     assert make.rows(OidcUsedJti) == []
+
+
+def test_minted_tokens_raise_no_expiry_reminders_or_dormant_deactivations(publishers, mint, clock, make):
+    from shared.models import Notification, Organization
+    from shared.worker.queue import sweep
+
+    def deactivate_unused_after_one_day():
+        from shared.core.extensions import db
+
+        db.session.get(Organization, publishers.org.id).policy_deactivate_unused_days = 1
+        db.session.commit()
+
+    make.run(deactivate_unused_after_one_day)
+    publishers.register()
+    minted = publishers.exchange(mint()).get_json()["token"]
+
+    make.run(sweep)  # due "expires tomorrow" for any other token
+    clock.advance(minutes=20)
+    make.run(sweep)  # expired
+    clock.advance(days=2)
+    make.run(sweep)  # unused for the policy's day
+
+    assert make.rows(Notification) == []
+    token_id = make.get_token(minted["id"]).id
+    assert [e.type for e in make.rows(Event, token_id=token_id)] == ["token.created", "token.exchanged"]
+    assert make.get_token(minted["id"]).is_active
