@@ -15,7 +15,7 @@ from shared.identity.roles import Capability
 from shared.identity.signin import current_actor
 from shared.orgs.organizations import list_projects
 from shared.publishers import service
-from shared.publishers.issuers import issuer_label
+from shared.publishers.issuers import BUILTIN_ISSUERS, issuer_label
 from shared.tokens.pages import FORM_ERROR_STATUS
 
 manager_page = staff_page(Capability.MANAGE_TRUSTED_PUBLISHERS)
@@ -66,7 +66,9 @@ def _index(*, error: InvalidRequest | None = None, status: int = 200):
     rows = _condition_rows(form)
     rows += [("", "")] * max(MIN_CONDITION_ROWS - len(rows), 1 if rows else 0)
     checked = set(form.getlist("rights")) if error else {"documents read"}
-    issuers = sorted(service.allowed_issuers())
+    allowed = service.allowed_issuers()
+    # GitHub Actions and GitLab first, then those this installation added.
+    issuers = [i for i in BUILTIN_ISSUERS if i in allowed] + sorted(allowed - set(BUILTIN_ISSUERS))
     org = actor.membership.organization
     return render_template(
         "portal/trusted_publishers.html",
