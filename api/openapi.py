@@ -105,7 +105,9 @@ RESPONSES = {
 _DESCRIPTIONS = {200: "OK", 201: "Created", 204: "No content", 400: "Invalid request (`invalid_request`, `fields`)",
                  401: "Missing, malformed, unknown, revoked, inactive or expired token",
                  403: "Refused: IP, plan, scope or permission", 404: "Not found (also another organization's ids)",
-                 409: "Conflict: token limit reached, or the token is revoked", 429: "Rate limited (`Retry-After`)"}
+                 409: "Conflict: token limit reached, the token is revoked or minted by a trusted publisher",
+                 429: "Rate limited (`Retry-After`)",
+                 503: "Temporarily unavailable (`Retry-After`)"}
 _RATE_HEADERS = {name: {"schema": {"type": "integer"}, "description": text} for name, text in (
     ("X-RateLimit-Limit", "Requests allowed in the window"),
     ("X-RateLimit-Remaining", "Requests left in the window"),

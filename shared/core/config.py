@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from shared.publishers.issuers import InvalidIssuerConfig, trusted_issuers
+
 DEFAULT_RATE_LIMITS = "free=60/minute;business=600/minute;enterprise=3000/minute"
 
 
@@ -69,6 +71,11 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
     if database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
 
+    try:
+        oidc_issuers = trusted_issuers(env.get("KEYWARD_OIDC_ISSUERS"))
+    except InvalidIssuerConfig as error:
+        raise ConfigError(str(error)) from None
+
     return {
         "KEYWARD_ENV": keyward_env,
         "SECRET_KEY": secret_key,
@@ -82,6 +89,12 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_AUTH_FAILURE_LIMIT": env.get("KEYWARD_AUTH_FAILURE_LIMIT", "30/minute"),
         "KEYWARD_LOGIN_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_FAILURE_LIMIT", "10/minute"),
         "KEYWARD_LEAK_REPORT_LIMIT": env.get("KEYWARD_LEAK_REPORT_LIMIT", "30/minute"),
+        # Trusted publishers: the issuers whose CI identity tokens may be exchanged, every exchange
+        # per client address (CI runners share egress addresses, so it is generous) and the
+        # refused ones (signature, audience, no publisher...) per address, checked first.
+        "KEYWARD_OIDC_ISSUERS": oidc_issuers,
+        "KEYWARD_OIDC_EXCHANGE_LIMIT": env.get("KEYWARD_OIDC_EXCHANGE_LIMIT", "300/minute"),
+        "KEYWARD_OIDC_FAILURE_LIMIT": env.get("KEYWARD_OIDC_FAILURE_LIMIT", "30/minute"),
         "KEYWARD_TRUSTED_PROXIES": int(env.get("KEYWARD_TRUSTED_PROXIES", "0")),
         "KEYWARD_QUEUE_URL": env.get("KEYWARD_QUEUE_URL", f"sqlite:///{instance_path / 'queue.db'}"),
         "KEYWARD_SMTP_URL": env.get("KEYWARD_SMTP_URL"),

@@ -93,14 +93,21 @@ def _writers_turn(engine):
     return queue.turn()
 
 
+_IN_WRITE_TRANSACTION = "keyward.write_transaction"  # in session.info while one is open
+
+
 @contextmanager
 def write_transaction() -> Iterator:
     """A transaction that owns the write lock from its first statement; commits on success.
 
     Anything pending in the session is committed first (callers use this at the point where
-    they start changing things).
+    they start changing things). Opened inside another one, it joins it: the outer transaction
+    commits or rolls back everything together (a service composed of services stays atomic).
     """
     session = db.session
+    if session.info.get(_IN_WRITE_TRANSACTION):
+        yield session
+        return
     session.commit()
     with _writers_turn(session.get_bind()):
         flag = _begin_immediate.set(True)
@@ -108,12 +115,15 @@ def write_transaction() -> Iterator:
             session.connection()  # begins now, IMMEDIATE on SQLite
         finally:
             _begin_immediate.reset(flag)
+        session.info[_IN_WRITE_TRANSACTION] = True
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.info.pop(_IN_WRITE_TRANSACTION, None)
 
 
 @contextmanager

@@ -47,6 +47,13 @@ class TokenRevoked(ServiceError):
     status, code = 409, "token_revoked"
 
 
+class TrustedPublisherToken(ServiceError):
+    """Regenerating or editing a token minted by a trusted publisher: it lives minutes and is
+    replaced by exchanging a new CI identity token, never reshaped."""
+
+    status, code = 409, "trusted_publisher_token"
+
+
 class AuthError(ServiceError):
     """A request's token was refused (SPEC 5)."""
 

@@ -35,6 +35,7 @@ class EventType(StrEnum):
     ANOMALY = "token.anomaly"
     CANARY_USED = "token.canary_used"
     TRANSFERRED = "token.transferred"
+    EXCHANGED = "token.exchanged"
 
 
 TYPES = tuple(event_type.value for event_type in EventType)

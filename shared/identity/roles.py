@@ -44,6 +44,7 @@ class Capability(StrEnum):
     MANAGE_MEMBERS = "manage_members"
     MANAGE_PARTNERS = "manage_partners"
     MANAGE_WEBHOOKS = "manage_webhooks"  # endpoints, their secrets and delivery logs (SPEC 11)
+    MANAGE_TRUSTED_PUBLISHERS = "manage_trusted_publishers"  # CI identities exchanged for tokens
     MANAGE_PLAN_AND_POLICY = "manage_plan_and_policy"
     READ_AUDIT_LOG = "read_audit_log"
 

@@ -148,11 +148,12 @@ def check_target_within_caller(actor: Actor, token: ApiToken) -> None:
 
 def active_token_count(membership_id: int) -> int:
     """Tokens that count against the free plan: every token not revoked, canaries aside (they
-    grant nothing, so they are no use of the plan)."""
+    grant nothing, so they are no use of the plan) and tokens minted by a trusted publisher
+    (they live minutes, and a busy CI must not use up, or be stopped by, its member's limit)."""
     return db.session.scalar(
         select(func.count()).select_from(ApiToken).where(
             ApiToken.created_by_membership_id == membership_id, ApiToken.revoked_at.is_(None),
-            ApiToken.is_canary.is_(False))
+            ApiToken.is_canary.is_(False), ApiToken.trusted_publisher_id.is_(None))
     )
 
 

@@ -105,6 +105,7 @@ class AuthenticatedToken:
     new_network_at: datetime | None
     is_canary: bool
     canary_trips: int
+    trusted_publisher_id: int | None
     current_value: bool  # False: authenticated with the previous value (grace period)
     creator_role: str
     creator_live: bool

@@ -37,7 +37,9 @@ NOTICE = "deactivated_unused"
 def is_due(token: ApiToken, days: int, now: datetime) -> bool:
     """Should the policy "deactivate tokens unused for `days` days" deactivate this token now?"""
     untouched = token.updated_at <= now - timedelta(days=days)
-    return (token.revoked_at is None and token.is_active and not token.is_canary
+    # A trusted publisher's token lives minutes: "unused for days" is its normal end, not news.
+    minted = token.trusted_publisher_id is not None
+    return (token.revoked_at is None and token.is_active and not token.is_canary and not minted
             and insight.unused_for(token, days, now) and untouched)
 
 
@@ -55,6 +57,7 @@ def _candidate_ids(organization_id: int, days: int, now: datetime) -> list[int]:
         select(ApiToken.id).where(
             ApiToken.organization_id == organization_id, ApiToken.revoked_at.is_(None),
             ApiToken.is_active.is_(True), ApiToken.is_canary.is_(False),
+            ApiToken.trusted_publisher_id.is_(None),
             func.coalesce(ApiToken.last_used_at, ApiToken.created_at) <= cutoff,
             ApiToken.updated_at <= cutoff,
         ).order_by(ApiToken.id)))

@@ -22,6 +22,7 @@ from shared.core.errors import (
     PlanRequired,
     TokenLimitReached,
     TokenRevoked,
+    TrustedPublisherToken,
 )
 from shared.core.extensions import db
 from shared.core.validation import FieldErrors
@@ -109,7 +110,8 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
         membership_id = actor.membership.id
         lock_membership(membership_id)
         limit = current_app.config["KEYWARD_FREE_TOKEN_LIMIT"]
-        if org.plan == Plan.FREE and not data.is_canary and active_token_count(membership_id) >= limit:
+        counted = not data.is_canary and data.trusted_publisher_id is None  # as active_token_count
+        if org.plan == Plan.FREE and counted and active_token_count(membership_id) >= limit:
             raise TokenLimitReached(
                 f"The free plan allows {limit} active tokens per member; revoke one or upgrade the plan")
         now = clock.now()
@@ -130,6 +132,7 @@ def create_token(actor: Actor, data: TokenInput, *, expiry_field: str = "expires
             expires_at=data.expires_at,
             is_active=True,
             is_canary=data.is_canary,
+            trusted_publisher_id=data.trusted_publisher_id,
         )
         session.add(token)
         session.flush()
@@ -175,10 +178,24 @@ def refuse_if_revoked(token: ApiToken) -> None:
         raise TokenRevoked("This token is revoked; revocation is final")
 
 
+def from_trusted_publisher(token: ApiToken) -> bool:
+    """Minted by an OIDC exchange: it may be deactivated, narrowed or revoked (that takes rights
+    away), never regenerated or edited (its job exchanges a new identity token instead)."""
+    return token.trusted_publisher_id is not None
+
+
+def refuse_if_from_trusted_publisher(token: ApiToken, action: str) -> None:
+    if from_trusted_publisher(token):
+        raise TrustedPublisherToken(
+            f"This token was minted by a trusted publisher and cannot be {action}; "
+            "its CI job exchanges a new identity token for a new one")
+
+
 def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_field: str = "expires_at") -> ApiToken:
     """Edit everything but the secret (name, description, rights, expiry, active, allowlist)."""
     require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "edit")
     refuse_if_revoked(token)
+    refuse_if_from_trusted_publisher(token, "edited")
     data.resolve_rights(token.rights)  # one list of the older shape: the other is the token's
     errors = FieldErrors()
     check_role_grants(token.creator.role, data, errors)
@@ -229,6 +246,7 @@ def regenerate_token(actor: Actor, token: ApiToken, grace_period: str = "none") 
         raise InvalidRequest("Invalid request", fields={"grace_period": f"Must be one of {', '.join(GRACE_PERIODS)}"})
     require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
     refuse_if_revoked(token)
+    refuse_if_from_trusted_publisher(token, "regenerated")
     check_target_within_caller(actor, token)
     secret = generate_secret()
     with write_transaction() as session:

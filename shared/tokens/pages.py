@@ -128,8 +128,9 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
     if token_status.expires_soon(token):
         status = "expiring"
     live = token.revoked_at is None
+    reshapable = live and not lifecycle.from_trusted_publisher(token)  # the services refuse the rest
     user = token.creator.user
-    may_regenerate = live and _permits(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
+    may_regenerate = reshapable and _permits(actor, token, Capability.REGENERATE_ANY_TOKEN, "regenerate")
     grace_until = token_status.grace_until(token) if live else None
     return TokenRow(
         token=token,
@@ -137,7 +138,7 @@ def token_row(actor: Actor, token: ApiToken) -> TokenRow:
         masked=token_format.mask(token),
         creator_name=user.display_name or user.email,
         partner_name=token.creator.partner.name if token_status.is_partner_token(token) else None,
-        may_edit=live and _permits(actor, token, Capability.EDIT_ANY_TOKEN, "edit"),
+        may_edit=reshapable and _permits(actor, token, Capability.EDIT_ANY_TOKEN, "edit"),
         may_regenerate=may_regenerate,
         may_set_active=live and _permits(actor, token, Capability.DEACTIVATE_ANY_TOKEN, "deactivate"),
         may_revoke=live and _permits(actor, token, Capability.REVOKE_ANY_TOKEN, "revoke"),
@@ -330,6 +331,7 @@ def _show_once(actor: Actor, token: ApiToken, secret: str, *, regenerated: bool)
 def edit(token_id: str):
     actor = current_actor()
     token = access.get_token_for(actor, token_id)
+    lifecycle.refuse_if_from_trusted_publisher(token, "edited")
     if not token_row(actor, token).may_edit:
         raise PermissionDenied("Your role cannot edit this token")
     return _edit_response(actor, token, TokenForm.from_token(token))
@@ -384,6 +386,8 @@ def _confirm(token_id: str, action: str):
     """The confirmation page a browser without JavaScript gets instead of the dialog."""
     actor = current_actor()
     token = access.get_token_for(actor, token_id)
+    if action == "regenerate":
+        lifecycle.refuse_if_from_trusted_publisher(token, "regenerated")
     row = token_row(actor, token)
     may = {"regenerate": row.may_regenerate, "revoke": row.may_revoke,
            "end-grace": row.may_regenerate}[action]

@@ -56,6 +56,7 @@ class TokenInput:
     is_active: bool = _UNSET
     expiry_defaulted: bool = False  # no expiry was asked for; the 1-year default applied
     is_canary: bool = False  # creation only: alerts when used, grants nothing (SPEC 11)
+    trusted_publisher_id: int | None = None  # creation only, by an OIDC exchange; never from input
 
     def given(self, name: str) -> bool:
         return getattr(self, name) is not _UNSET

@@ -52,10 +52,12 @@ def due_notice(token: ApiToken, now: datetime) -> tuple[str, datetime] | None:
 
 
 def _candidates(now: datetime) -> list[ApiToken]:
-    """Live, active tokens within 7 days of expiry or recently expired."""
+    """Live, active tokens within 7 days of expiry or recently expired. Not those a trusted
+    publisher minted: they expire minutes after each CI job by design, nobody is to be told."""
     return list(db.session.scalars(
         select(ApiToken).where(
             ApiToken.revoked_at.is_(None), ApiToken.is_active.is_(True), ApiToken.expires_at.is_not(None),
+            ApiToken.trusted_publisher_id.is_(None),
             ApiToken.expires_at <= now + THRESHOLDS[-1][1],
             ApiToken.expires_at > now - EXPIRED_NOTICE_WINDOW,
         ).order_by(ApiToken.id)))

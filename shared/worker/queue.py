@@ -6,7 +6,8 @@ Storage comes from KEYWARD_QUEUE_URL: `sqlite:///path` (the default, instance/qu
 - `dispatch`: deliver undispatched events (events.dispatch_pending, where webhooks will hang) and
   email unsent notifications (mailer.send_pending);
 - `sweep`, every minute: expiry reminders (reminders.send_expiry_reminders), the unused-token
-  policy (dormant.deactivate_unused), then a dispatch of
+  policy (dormant.deactivate_unused), forgetting exchanged OIDC tokens that expired
+  (publishers.forget_used_jtis), then a dispatch of
   whatever is left. That is what makes the outbox survive a queue outage: events and
   notifications are rows committed with their cause, and the next sweep finds any that no
   `dispatch` job picked up.
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 from shared.core.config import ConfigError
 from shared.events import outbox
 from shared.notifications import mailer
+from shared.publishers import service as publishers
 from shared.tokens import dormant, reminders
 from shared.webhooks import delivery
 
@@ -65,6 +67,7 @@ def dispatch_outbox() -> None:
 def sweep() -> None:
     reminders.send_expiry_reminders()
     dormant.deactivate_unused()
+    publishers.forget_used_jtis()
     dispatch_outbox()
 
 

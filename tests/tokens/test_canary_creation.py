@@ -126,9 +126,11 @@ def _example_path(rule: str) -> str:
     return "/api/v1" + re.sub(r"<\w+>", "tok_0000000000000000", path)
 
 
-def test_a_created_canary_grants_nothing_on_any_endpoint(client, make, org):
+def test_a_created_canary_grants_nothing_on_any_endpoint(app, client, make, org):
     from api.schema import OPERATIONS
 
+    # Each refused request counts as a failed authentication: one per endpoint, more than the default limit.
+    app.config["KEYWARD_AUTH_FAILURE_LIMIT"] = "1000/minute"
     owner = make.api_member(org, "owner")
     canary = make.token(owner, canary=True, scopes=["documents", "projects", "templates", "analytics", "billing",
                                                      "tokens"], permissions=["read", "write", "delete"])
