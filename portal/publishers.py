@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from portal import bp
+from portal.blueprint import bp
 from portal.views import staff_page
 from shared.core.errors import InvalidRequest
 from shared.identity import roles
