@@ -10,12 +10,12 @@ from werkzeug.datastructures import MultiDict
 from portal.blueprint import bp
 from portal.views import staff_page
 from shared.core.errors import InvalidRequest
+from shared.core.oidc_issuers import BUILTIN_ISSUERS, issuer_label
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor
 from shared.orgs.organizations import list_projects
 from shared.publishers import service
-from shared.publishers.issuers import BUILTIN_ISSUERS, issuer_label
 from shared.tokens.pages import FORM_ERROR_STATUS
 
 manager_page = staff_page(Capability.MANAGE_TRUSTED_PUBLISHERS)

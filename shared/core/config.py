@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from shared.publishers.issuers import InvalidIssuerConfig, trusted_issuers
+from shared.core.oidc_issuers import InvalidIssuerConfig, trusted_issuers
 
 DEFAULT_RATE_LIMITS = "free=60/minute;business=600/minute;enterprise=3000/minute"
 

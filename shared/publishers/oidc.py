@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from shared.core import clock
-from shared.publishers.issuers import (  # noqa: F401  (the verifier's public names)
+from shared.core.oidc_issuers import (  # noqa: F401  (the verifier's public names)
     BUILTIN_ISSUERS,
     GITHUB_ACTIONS_ISSUER,
     GITLAB_ISSUER,

@@ -29,6 +29,7 @@ from shared.core.dates import iso
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound, PlanRequired, ServiceError
 from shared.core.extensions import db
+from shared.core.oidc_issuers import GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER, trusted_issuers
 from shared.core.validation import FieldErrors, has_control_characters
 from shared.events import outbox
 from shared.identity import roles
@@ -43,7 +44,6 @@ from shared.models import (
     TrustedPublisher,
 )
 from shared.publishers import oidc
-from shared.publishers.issuers import GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER, trusted_issuers
 from shared.tokens import lifecycle
 from shared.tokens.access import check_no_escalation, check_policy, check_role_grants
 from shared.tokens.payload import TokenInput, clean_name

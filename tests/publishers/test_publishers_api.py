@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.publishers.issuers import GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER
+from shared.core.oidc_issuers import GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER
 
 
 def fields_of(response) -> dict:
