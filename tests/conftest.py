@@ -390,8 +390,9 @@ class LiveServer:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a loaded machine: stop it hard, and reap it
                 self.process.kill()
+                self.process.wait()
 
 
 @pytest.fixture

@@ -833,6 +833,7 @@ def test_200_changes_with_the_worker_killed_midway_all_arrive_correctly_signed(a
             worker.wait(30)
         except subprocess.TimeoutExpired:
             worker.kill()
+            worker.wait()
     assert hook.bad_signatures == 0
     assert received_ids() == expected
     order = [b["id"] for b in hook.bodies()]

@@ -460,6 +460,7 @@ def test_the_worker_process_delivers_and_stops_cleanly(make, app_config, world, 
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait()
     output = log_path.read_text()
     assert "Consumer exiting" in output and "Traceback" not in output
     assert token.secret not in output
