@@ -8,6 +8,7 @@ a test advances it past the next attempt and runs the worker once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -799,7 +800,7 @@ def attempted(app, endpoint_id: str) -> int:
 
 def overlapping(spans: list[tuple[float, float]]) -> bool:
     ordered = sorted(spans)
-    return any(later[0] < earlier[1] for earlier, later in zip(ordered, ordered[1:]))
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
 
 
 def test_a_hanging_endpoint_does_not_delay_another_organizations_delivery(app, client, make, receiver, clock,
@@ -852,10 +853,10 @@ def test_under_the_consumer_dispatch_never_waits_for_a_hanging_endpoint(app, cli
         rename(client, slow_key, slow_key.id, "slow 2")
         run_worker(app)  # runs the dispatch job and a sweep: returns without waiting for any receiver
         assert wait_until(lambda: len(slow.requests) == 1, 2)
-        for n in range(3):
-            rename(client, prompt_key, prompt_key.id, f"prompt {n}")
+        for sent in range(1, 4):
+            rename(client, prompt_key, prompt_key.id, f"prompt {sent}")
             run_worker(app)
-            assert wait_until(lambda: attempted(app, prompt_endpoint) == n + 1, 2), n
+            assert wait_until(lambda sent=sent: attempted(app, prompt_endpoint) == sent, 2), sent
         # Still the first attempt in flight: one at a time for the hanging endpoint, the next waits.
         assert len(slow.requests) == 1 and attempted(app, slow_endpoint) == 0
     finally:

@@ -59,7 +59,7 @@ class DeliveryPool:
                     seen = self._wakeups
                 try:
                     claim = delivery.claim_next()
-                except Exception:  # noqa: BLE001 - database unreachable: try again after a pause
+                except Exception:  # database unreachable: try again after a pause
                     log.warning("could not claim a webhook delivery", exc_info=True)
                     claim = None
                 if claim is not None:
@@ -72,5 +72,5 @@ class DeliveryPool:
     def _attempt(self, claim: delivery.Claim) -> None:
         try:
             delivery.attempt(claim)
-        except Exception:  # noqa: BLE001 - the lease runs out and the delivery is tried again
+        except Exception:  # the lease runs out and the delivery is tried again
             log.warning("could not record a webhook delivery attempt", exc_info=True)
