@@ -941,6 +941,76 @@ def test_an_endpoint_in_flight_is_skipped_until_its_delivery_is_recorded_or_its_
         assert webhook_delivery.claim_next().delivery_id == first_ids[2]
 
 
+def test_attempts_are_counted_by_result_with_their_latency(app, client, make, receiver, clock):
+    from prometheus_client import REGISTRY
+
+    def count(name: str, result: str) -> float:
+        return REGISTRY.get_sample_value(name, {"result": result}) or 0.0
+
+    before = {(name, result): count(name, result) for name in ("keyward_webhook_deliveries_total",
+                                                               "keyward_webhook_delivery_seconds_count")
+              for result in ("succeeded", "retrying")}
+    _, key = owner_key(make)
+    hook = receiver(500)
+    add_endpoint(client, key, hook.url)
+    rename(client, key, key.id, "counted")
+    run_worker(app)
+    clock.advance(minutes=2)
+    run_worker(app)
+    for name in ("keyward_webhook_deliveries_total", "keyward_webhook_delivery_seconds_count"):
+        assert count(name, "retrying") - before[(name, "retrying")] == 1
+        assert count(name, "succeeded") - before[(name, "succeeded")] == 1
+
+
+def test_the_worker_serves_its_own_metrics_when_asked(app, app_config, client, make, receiver, tmp_path):
+    """Deliveries, reminders and emails are counted in the worker process: `flask worker` with
+    KEYWARD_WORKER_METRICS_BIND serves them, behind the same bearer token as the web app's."""
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    _, key = owner_key(make)
+    hook = receiver()
+    add_endpoint(client, key, hook.url)
+    token, bind = "worker-metrics-token-0123456789", f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+           "KEYWARD_QUEUE_URL": app_config["KEYWARD_QUEUE_URL"], "KEYWARD_WEBHOOK_ALLOW_PRIVATE": "1",
+           "KEYWARD_METRICS_TOKEN": token, "KEYWARD_WORKER_METRICS_BIND": bind}
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as output:
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT, env=env,
+                                  stdout=output, stderr=subprocess.STDOUT)
+
+    def get(headers: dict) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://{bind}/metrics", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def succeeded() -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, text = get({"Authorization": f"Bearer {token}"})
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == "keyward_webhook_deliveries_total"
+                   and sample.labels == {"result": "succeeded"}) if status == 200 else -1
+
+    try:
+        assert wait_until(lambda: get({})[0] == 401, 30), log.read_text()
+        assert get({"Authorization": "Bearer not-the-token-0123456789"})[0] == 401
+        rename(client, key, key.id, "counted by the worker")
+        assert wait_until(lambda: succeeded() == 1, 30), log.read_text()
+        assert len(hook.requests) == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+
 # --------------------------------------------------------------------------- losing the worker
 
 
