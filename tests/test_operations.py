@@ -466,3 +466,12 @@ def test_operations_settings_default_to_off(tmp_path):
     assert (config["KEYWARD_LOG_FORMAT"], config["KEYWARD_METRICS_TOKEN"], config["KEYWARD_WEBHOOK_CONCURRENCY"],
             config["KEYWARD_WORKER_METRICS_BIND"]) == ("text", None, 8, None)
 
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"KEYWARD_WORKER_METRICS_BIND": "127.0.0.1:9464"}, "needs KEYWARD_METRICS_TOKEN"),
+    ({"KEYWARD_WORKER_METRICS_BIND": "9464", "KEYWARD_METRICS_TOKEN": METRICS_TOKEN}, "must be host:port"),
+])
+def test_the_worker_refuses_a_metrics_address_it_cannot_serve(app_with, settings, message):
+    result = app_with(**settings).test_cli_runner().invoke(args=["worker"])
+    assert result.exit_code == 1 and message in result.output

@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from shared.core import logs
+from shared.core.config import ConfigError
 from shared.monitoring.scrape import serve_worker_metrics
 from shared.worker.queue import queue_for
 
@@ -28,7 +29,10 @@ def worker(once: bool):
         if not task_queue.run_once():
             raise click.ClickException("the queue storage is unreachable; swept from the database only")
         return
-    metrics_server = serve_worker_metrics(app)
+    try:
+        metrics_server = serve_worker_metrics(app)
+    except (ConfigError, OSError) as error:  # a bad or busy address: one line, not a traceback
+        raise click.ClickException(f"worker metrics: {error}") from None
     if metrics_server is not None:
         click.echo(f"Metrics on http://{app.config['KEYWARD_WORKER_METRICS_BIND']}/metrics", err=True)
     click.echo("Keyward worker running (Ctrl-C to stop).", err=True)

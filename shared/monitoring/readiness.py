@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from shared.core import ratelimits
 from shared.core.extensions import db
+from shared.worker.queue import queue_for
 
 log = logging.getLogger("keyward.readiness")
 OK, UNAVAILABLE = "ok", "unavailable"
@@ -32,8 +33,6 @@ def database_ready() -> bool:
 
 
 def queue_ready() -> bool:
-    from shared.worker.queue import queue_for  # the worker package builds on the domain, not on this
-
     queue_for().huey.pending_count()  # a real read of the storage
     return True
 

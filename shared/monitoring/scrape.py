@@ -31,6 +31,7 @@ from shared.core import clock, metrics
 from shared.core.config import ConfigError
 from shared.core.extensions import db
 from shared.models import DeliveryStatus, Event, WebhookDelivery
+from shared.worker.queue import queue_for
 
 log = logging.getLogger("keyward.metrics")
 REALM = 'Bearer realm="keyward-metrics"'
@@ -44,8 +45,6 @@ class BacklogCollector:
         self.app = app
 
     def collect(self):
-        from shared.worker.queue import queue_for  # the worker package builds on the domain, not on this
-
         depth = GaugeMetricFamily("keyward_queue_depth", "Jobs waiting in the task queue")
         reachable = GaugeMetricFamily("keyward_queue_reachable", "1 when the task queue storage answered")
         try:
