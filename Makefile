@@ -52,7 +52,8 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/run.py
 
-# Webhook delivery: events/s and change-to-delivery delay, one worker, queue on SQLite and Redis.
+# Webhook delivery: events/s and change-to-delivery delay, one worker, queue on SQLite and Redis;
+# then isolation: healthy endpoints' delay with one receiver hanging against all healthy.
 bench-webhooks: install
 	$(BIN)/python bench/webhooks.py
 

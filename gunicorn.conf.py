@@ -80,3 +80,30 @@ proxy_allow_ips = ""  # only read with proxy_protocol, which stays off
 # gunicorn >= 25 opens a control socket at one fixed per-user path by default; several instances on
 # one host would fight over it, and Keyward does not use gunicornc.
 control_socket_disable = True
+
+# Logs (KEYWARD_LOG_FORMAT): gunicorn's error log and the app's own lines, each with its request id,
+# through Keyward's logger class; `json` makes them one JSON object per line, and then the app
+# writes one JSON line per request itself, so gunicorn's text access log is turned off.
+logger_class = "shared.core.logs.GunicornLogger"
+if os.environ.get("KEYWARD_LOG_FORMAT", "").strip().lower() == "json":
+    accesslog = None
+
+
+# Metrics (prometheus_client's multiprocess mode, when PROMETHEUS_MULTIPROC_DIR is set): each worker
+# keeps its values in files in that folder and /metrics adds up every worker's. Files left by an
+# earlier run would be counted again, so the folder is emptied at start (give each gunicorn
+# instance a folder of its own); an exited worker's live gauges are dropped.
+def on_starting(server):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,17 +1,19 @@
-"""The API's one error format: {"error": {"code", "message", "fields"?, "required"?}}."""
+"""The API's one error format: {"error": {"code", "message", "fields"?, "required"?, "request_id"}}."""
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from shared.core.errors import ServiceError
+from shared.core import request_ids
+from shared.core.errors import AuthError, ServiceError
 from shared.core.ratelimits import RateLimited
 
 
 def error_response(status: int, code: str, message: str, **extra):
     body = {"code": code, "message": message}
     body.update({key: value for key, value in extra.items() if value})
+    body["request_id"] = request_ids.current()  # what a client quotes when it reports the error
     response = jsonify({"error": body})
     response.status_code = status
     if status == 401:
@@ -20,6 +22,8 @@ def error_response(status: int, code: str, message: str, **extra):
 
 
 def service_error_response(error: ServiceError):
+    if isinstance(error, AuthError):
+        g.auth_refusal = error.code  # counted by the metrics hook
     response = error_response(error.status, error.code, error.message, fields=error.fields, **error.extra)
     if isinstance(error, RateLimited):
         response.headers.update(error.state.headers())

@@ -29,6 +29,7 @@ RESPONSES = {
         "code": {"type": "string"}, "message": {"type": "string"},
         "fields": {"type": "object", "additionalProperties": {"type": "string"}},
         "required": {"type": "object", "properties": {"scope": {"type": "string"}, "permission": {"type": "string"}}},
+        "request_id": {"type": "string"},
     }, ["code", "message"])}),
     "Token": _object({
         "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from shared.core import ratelimits
+from shared.core import logs, metrics, ratelimits, request_ids
 from shared.core.config import build_config, engine_options
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
@@ -76,7 +76,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_error_handlers(app)
     _register_template_helpers(app)
     init_security(app)
+    _register_operations(app)
     return app
+
+
+def _register_operations(app: Flask) -> None:
+    """Request ids, request logs and metrics on every request; /readyz and /metrics."""
+    from shared import monitoring
+
+    request_ids.init_app(app)
+    logs.init_app(app)
+    metrics.init_app(app)
+    monitoring.init_app(app)
 
 
 def _register_health(app: Flask) -> None:

@@ -461,6 +461,9 @@ class WebhookEndpoint(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)  # failed events in a row
+    # While a worker sends one of its deliveries: when that lease runs out. A claim skips endpoints
+    # with a live lease, so each endpoint has at most one delivery in flight, across every worker.
+    delivering_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

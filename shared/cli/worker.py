@@ -8,6 +8,9 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from shared.core import logs
+from shared.core.config import ConfigError
+from shared.monitoring.scrape import serve_worker_metrics
 from shared.worker.queue import queue_for
 
 
@@ -16,11 +19,21 @@ from shared.worker.queue import queue_for
 @with_appcontext
 def worker(once: bool):
     """Background jobs: event dispatch, notification emails, expiry reminders, the sweep."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    task_queue = queue_for(current_app._get_current_object())
+    app = current_app._get_current_object()
+    if app.config["KEYWARD_LOG_FORMAT"] == "json":
+        logs.configure("json")
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    task_queue = queue_for(app)
     if once:
         if not task_queue.run_once():
             raise click.ClickException("the queue storage is unreachable; swept from the database only")
         return
+    try:
+        metrics_server = serve_worker_metrics(app)
+    except (ConfigError, OSError) as error:  # a bad or busy address: one line, not a traceback
+        raise click.ClickException(f"worker metrics: {error}") from None
+    if metrics_server is not None:
+        click.echo(f"Metrics on http://{app.config['KEYWARD_WORKER_METRICS_BIND']}/metrics", err=True)
     click.echo("Keyward worker running (Ctrl-C to stop).", err=True)
     task_queue.run_consumer()

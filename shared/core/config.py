@@ -39,6 +39,37 @@ def parse_rate_limits(text: str) -> dict[str, str]:
     return limits
 
 
+LOG_FORMATS = ("text", "json")
+MIN_METRICS_TOKEN_LENGTH = 16
+DEFAULT_WEBHOOK_CONCURRENCY = 8  # webhook deliveries in flight per worker process
+
+
+def parse_log_format(value: str | None) -> str:
+    """KEYWARD_LOG_FORMAT: `text` (default) or `json` (one JSON object per line)."""
+    value = (value or "").strip().lower() or "text"
+    if value not in LOG_FORMATS:
+        raise ConfigError("KEYWARD_LOG_FORMAT must be text or json")
+    return value
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1")
+    return value
+
+
+def _metrics_token(env: dict[str, str]) -> str | None:
+    token = env.get("KEYWARD_METRICS_TOKEN", "").strip() or None
+    if token is not None and len(token) < MIN_METRICS_TOKEN_LENGTH:
+        raise ConfigError(f"KEYWARD_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
+    return token
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -100,6 +131,11 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_SMTP_URL": env.get("KEYWARD_SMTP_URL"),
         "KEYWARD_MAIL_FROM": env.get("KEYWARD_MAIL_FROM", "keyward@localhost"),
         "KEYWARD_WEBHOOK_ALLOW_PRIVATE": _flag(env.get("KEYWARD_WEBHOOK_ALLOW_PRIVATE")),
+        "KEYWARD_WEBHOOK_CONCURRENCY": _positive_int(env, "KEYWARD_WEBHOOK_CONCURRENCY",
+                                                     DEFAULT_WEBHOOK_CONCURRENCY),
+        "KEYWARD_LOG_FORMAT": parse_log_format(env.get("KEYWARD_LOG_FORMAT")),
+        "KEYWARD_METRICS_TOKEN": _metrics_token(env),  # /metrics is off when unset
+        "KEYWARD_WORKER_METRICS_BIND": env.get("KEYWARD_WORKER_METRICS_BIND", "").strip() or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -1,5 +1,10 @@
 """Delivering events to endpoints: at least once, the same event id on every attempt, exponential
 backoff, every attempt kept, and an endpoint disabled after five failed events in a row.
+
+Deliveries run concurrently (KEYWARD_WEBHOOK_CONCURRENCY threads) but never two at once for one
+endpoint: a claim leases the endpoint as well as the delivery, in the database, so the rule holds
+across every worker process. An endpoint that hangs until the timeout then holds up one thread and
+its own later deliveries, never another organization's.
 """
 
 from __future__ import annotations
@@ -8,15 +13,19 @@ import http.client
 import random
 import socket
 import ssl
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from flask import current_app
+from sqlalchemy import or_, select, update
 
 from shared.audit import record as audit
-from shared.core import clock
+from shared.core import clock, metrics
+from shared.core.config import DEFAULT_WEBHOOK_CONCURRENCY
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest
 from shared.core.extensions import db
@@ -76,6 +85,7 @@ class Claim:
 
     delivery_id: int
     endpoint_id: int
+    lease_until: datetime  # the delivery's and the endpoint's lease
     url: str
     secret: str
     event_id: str
@@ -95,36 +105,80 @@ class Outcome:
 
 
 def _due_query(now: datetime):
-    return (select(WebhookDelivery).join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+    """Due deliveries of live endpoints that have no delivery in flight (no live lease)."""
+    return (select(WebhookDelivery, WebhookEndpoint)
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
             .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
-                   WebhookEndpoint.is_active.is_(True), WebhookEndpoint.deleted_at.is_(None)))
+                   WebhookEndpoint.is_active.is_(True), WebhookEndpoint.deleted_at.is_(None),
+                   or_(WebhookEndpoint.delivering_until.is_(None), WebhookEndpoint.delivering_until <= now)))
 
 
 def claim_next() -> Claim | None:
-    """Take the oldest due delivery for one attempt (a lease, committed), or None.
+    """Take the oldest due delivery whose endpoint has none in flight, for one attempt, or None.
 
-    Rows are locked with SKIP LOCKED on PostgreSQL and under the write lock on SQLite, so two
-    workers never take the same delivery while its lease runs.
+    The delivery and its endpoint are leased together (committed): two workers never take the same
+    delivery, nor two deliveries of one endpoint, while the lease runs. On PostgreSQL both rows are
+    locked with SKIP LOCKED, and a row changed by a claim that committed meanwhile is checked again
+    at its new version (so the endpoint's fresh lease is seen); SQLite runs claims one at a time
+    under its write lock.
     """
     with write_transaction() as session:
         now = clock.now()
-        delivery = session.scalars(_due_query(now).order_by(WebhookDelivery.id).limit(1)
-                                   .with_for_update(skip_locked=True, of=WebhookDelivery)).first()
-        if delivery is None:
+        row = session.execute(_due_query(now).order_by(WebhookDelivery.id).limit(1).with_for_update(
+            skip_locked=True, of=(WebhookDelivery, WebhookEndpoint))).first()
+        if row is None:
             return None
-        delivery.next_attempt_at = now + LEASE
-        endpoint, event = delivery.endpoint, delivery.event
-        return Claim(delivery.id, endpoint.id, endpoint.url, endpoint.signing_secret, event.public_id,
+        delivery, endpoint = row
+        lease_until = now + LEASE
+        delivery.next_attempt_at = endpoint.delivering_until = lease_until
+        event = delivery.event
+        return Claim(delivery.id, endpoint.id, lease_until, endpoint.url, endpoint.signing_secret, event.public_id,
                      event_body(event))
 
 
-def deliver_due(limit: int = 1000) -> int:
-    """Attempt every due delivery (up to `limit`), one at a time; how many attempts were made."""
-    made = 0
-    while made < limit and (claim := claim_next()) is not None:
-        record_outcome(claim, send(claim))
-        made += 1
-    return made
+def concurrency() -> int:
+    """Deliveries in flight at once per worker process (KEYWARD_WEBHOOK_CONCURRENCY)."""
+    return current_app.config.get("KEYWARD_WEBHOOK_CONCURRENCY") or DEFAULT_WEBHOOK_CONCURRENCY
+
+
+def attempt(claim: Claim) -> None:
+    """Send a claimed delivery and record what happened."""
+    record_outcome(claim, send(claim))
+
+
+def deliver_due(limit: int = 1000, threads: int | None = None) -> int:
+    """Attempt every due delivery (up to `limit`) with up to `threads` (KEYWARD_WEBHOOK_CONCURRENCY)
+    at once, one per endpoint at a time; returns how many attempts were made, once all are done.
+
+    Each thread claims and sends until no delivery is left that it may take; a thread finding only
+    deliveries of endpoints already in flight stops, and the thread holding that endpoint sends
+    them one after the other.
+    """
+    app = current_app._get_current_object()
+    threads = max(1, threads or concurrency())
+    lock = threading.Lock()
+    remaining = [limit]
+
+    def take_one() -> bool:
+        with lock:
+            remaining[0] -= 1
+            return remaining[0] >= 0
+
+    def drain() -> int:
+        made = 0
+        while take_one() and (claim := claim_next()) is not None:
+            attempt(claim)
+            made += 1
+        return made
+
+    def drain_in_app(_: int) -> int:
+        with app.app_context():  # each thread its own session and connection
+            return drain()
+
+    if threads == 1:
+        return drain()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="keyward-webhooks") as pool:
+        return sum(pool.map(drain_in_app, range(threads)))
 
 
 def retry_delay(failed_attempts: int) -> timedelta:
@@ -136,25 +190,37 @@ def retry_delay(failed_attempts: int) -> timedelta:
 def record_outcome(claim: Claim, outcome: Outcome) -> None:
     """Keep the attempt and move the delivery on: succeeded, retried later, or failed for good."""
     with write_transaction() as session:
-        delivery = session.scalars(select(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id)
-                                   .with_for_update().execution_options(populate_existing=True)).one()
-        session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=outcome.attempted_at,
-                                   status_code=outcome.status_code, latency_ms=outcome.latency_ms,
-                                   error=outcome.error))
-        if delivery.status != DeliveryStatus.PENDING:  # finished meanwhile (another worker after our lease ran out)
-            return
-        now = clock.now()
-        delivery.attempts += 1
-        if outcome.succeeded:
-            delivery.status, delivery.finished_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
-            session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == claim.endpoint_id,
-                                                          WebhookEndpoint.consecutive_failures != 0)
-                            .values(consecutive_failures=0).execution_options(synchronize_session=False))
-        elif delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status, delivery.finished_at, delivery.next_attempt_at = DeliveryStatus.FAILED, now, None
-            _count_failed_delivery(session, claim.endpoint_id)
-        else:
-            delivery.next_attempt_at = now + retry_delay(delivery.attempts)
+        result = _record(session, claim, outcome)
+    metrics.observe_webhook_attempt(result, outcome.latency_ms / 1000)
+
+
+def _record(session, claim: Claim, outcome: Outcome) -> str:
+    delivery = session.scalars(select(WebhookDelivery).where(WebhookDelivery.id == claim.delivery_id)
+                               .with_for_update().execution_options(populate_existing=True)).one()
+    session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=outcome.attempted_at,
+                               status_code=outcome.status_code, latency_ms=outcome.latency_ms,
+                               error=outcome.error))
+    # The endpoint is free for its next delivery; a later lease (another worker's, taken after ours
+    # ran out) is not ours to end.
+    session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == claim.endpoint_id,
+                                                  WebhookEndpoint.delivering_until <= claim.lease_until)
+                    .values(delivering_until=None).execution_options(synchronize_session=False))
+    if delivery.status != DeliveryStatus.PENDING:  # finished meanwhile (another worker after our lease ran out)
+        return "superseded"
+    now = clock.now()
+    delivery.attempts += 1
+    if outcome.succeeded:
+        delivery.status, delivery.finished_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
+        session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == claim.endpoint_id,
+                                                      WebhookEndpoint.consecutive_failures != 0)
+                        .values(consecutive_failures=0).execution_options(synchronize_session=False))
+        return "succeeded"
+    if delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status, delivery.finished_at, delivery.next_attempt_at = DeliveryStatus.FAILED, now, None
+        _count_failed_delivery(session, claim.endpoint_id)
+        return "failed"
+    delivery.next_attempt_at = now + retry_delay(delivery.attempts)
+    return "retrying"
 
 
 def _count_failed_delivery(session, endpoint_id: int) -> None:

@@ -4,7 +4,9 @@ Storage comes from KEYWARD_QUEUE_URL: `sqlite:///path` (the default, instance/qu
 `redis://…`. The jobs are thin; each runs in an app context and calls services:
 
 - `dispatch`: deliver undispatched events (events.dispatch_pending, where webhooks will hang) and
-  email unsent notifications (mailer.send_pending);
+  email unsent notifications (mailer.send_pending). Under the consumer, webhook deliveries are
+  sent by the worker's delivery threads (webhooks.pool), which the job only wakes, so a receiver
+  that hangs never holds up the queue; `worker --once` sends them itself before it returns;
 - `sweep`, every minute: expiry reminders (reminders.send_expiry_reminders), the unused-token
   policy (dormant.deactivate_unused), forgetting exchanged OIDC tokens that expired
   (publishers.forget_used_jtis), then a dispatch of
@@ -34,12 +36,14 @@ from redis import ConnectionPool
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
+from shared.core import metrics
 from shared.core.config import ConfigError
 from shared.events import outbox
 from shared.notifications import mailer
 from shared.publishers import service as publishers
 from shared.tokens import dormant, reminders
 from shared.webhooks import delivery
+from shared.webhooks.pool import DeliveryPool
 
 log = logging.getLogger("keyward.queue")
 EXTENSION = "keyward.queue"
@@ -60,12 +64,16 @@ def _start_deliveries(event) -> None:
 def dispatch_outbox() -> None:
     """Everything written for the outside world and not yet handed over."""
     outbox.dispatch_pending(_start_deliveries)
-    delivery.deliver_due()
-    mailer.send_pending()
+    pool = queue_for().delivery_pool
+    if pool is not None:
+        pool.wake()
+    else:
+        delivery.deliver_due()
+    metrics.EMAILS_SENT.inc(mailer.send_pending())
 
 
 def sweep() -> None:
-    reminders.send_expiry_reminders()
+    metrics.REMINDERS_SENT.inc(reminders.send_expiry_reminders())
     dormant.deactivate_unused()
     publishers.forget_used_jtis()
     dispatch_outbox()
@@ -100,6 +108,7 @@ class TaskQueue:
         _check_url(self.url)
         self._huey: Huey | None = None
         self._lock = threading.Lock()
+        self.delivery_pool: DeliveryPool | None = None  # while the consumer runs
 
     @property
     def huey(self) -> Huey:
@@ -158,7 +167,12 @@ class TaskQueue:
         # Huey stops at once on SIGTERM (a job could be cut between claiming an email and sending
         # it); make it finish the job in hand as on SIGINT. A second signal still stops at once.
         consumer._signal_actions[signal.SIGTERM] = (False, True)
-        consumer.run()
+        self.delivery_pool = DeliveryPool(self.app, delivery.concurrency()).start()
+        try:
+            consumer.run()
+        finally:
+            pool, self.delivery_pool = self.delivery_pool, None
+            pool.stop()
 
 
 def init_app(app: Flask) -> TaskQueue:

@@ -530,7 +530,8 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
     scope_refused = client.get("/api/v1/templates", headers=token.headers)
     assert scope_refused.status_code == 403 and scope_refused.get_json()["error"] == {
         "code": "insufficient_scope", "message": scope_refused.get_json()["error"]["message"],
-        "required": {"scope": "templates", "permission": "read"}}
+        "required": {"scope": "templates", "permission": "read"},
+        "request_id": scope_refused.headers["X-Request-Id"]}
     write_refused = client.post("/api/v1/documents", json={"title": "x"}, headers=token.headers)
     assert write_refused.status_code == 403
     assert write_refused.get_json()["error"]["code"] == "insufficient_permission"

@@ -8,6 +8,7 @@ a test advances it past the next attempt and runs the worker once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -71,10 +72,13 @@ class Receiver:
         self.bad_signatures = 0
         self.lock = threading.Lock()
         self.release = threading.Event()
+        # (arrival, answer) of each answered request, time.monotonic(): when the sender was waiting
+        self.spans: list[tuple[float, float]] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                arrived = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver.lock:
                     receiver.requests.append((dict(self.headers.items()), body, time.time()))
@@ -86,6 +90,8 @@ class Receiver:
                     receiver.release.wait(30)
                     return
                 time.sleep(receiver.delay)
+                with receiver.lock:
+                    receiver.spans.append((arrived, time.monotonic()))
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/elsewhere")
@@ -767,6 +773,242 @@ def test_other_organizations_endpoint_pages_are_not_found(app, client, make):
     for action in ("disable", "enable", "delete"):
         assert client.post(f"/settings/webhooks/{theirs}/{action}", data={"csrf_token": csrf}).status_code == 404
     assert endpoint_row(app, theirs).is_active
+
+
+# --------------------------------------------------------------------------- one slow endpoint delays only itself
+
+
+def wait_until(condition, seconds: float) -> bool:
+    """Poll `condition` until it holds or `seconds` pass (the test's own deadline, no fixed wait)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def org_with_endpoint(make, client, url):
+    """A new organization, its owner's key and one endpoint (all event types) at `url`."""
+    _, key = owner_key(make)
+    return key, add_endpoint(client, key, url)["webhook"]["id"]
+
+
+def attempted(app, endpoint_id: str) -> int:
+    return sum(len(attempts_of(app, d.id)) for d in deliveries(app, endpoint_id))
+
+
+def overlapping(spans: list[tuple[float, float]]) -> bool:
+    ordered = sorted(spans)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
+
+
+def test_a_hanging_endpoint_does_not_delay_another_organizations_delivery(app, client, make, receiver, clock,
+                                                                          monkeypatch):
+    monkeypatch.setattr(webhook_delivery, "TIMEOUT_SECONDS", 4)
+    slow, prompt = receiver(hang=True), receiver()
+    slow_key, slow_endpoint = org_with_endpoint(make, client, slow.url)
+    prompt_key, prompt_endpoint = org_with_endpoint(make, client, prompt.url)
+    rename(client, slow_key, slow_key.id, "first")  # the older delivery: claimed first
+    rename(client, prompt_key, prompt_key.id, "second")
+    with app.app_context():
+        outbox.dispatch_pending()
+    made = []
+
+    def worker_once():
+        with app.app_context():
+            made.append(webhook_delivery.deliver_due())
+
+    thread = threading.Thread(target=worker_once)
+    thread.start()
+    try:
+        # Delivered while the hanging receiver still holds its request, long before its 4 s timeout.
+        assert wait_until(lambda: len(prompt.requests) == 1 and len(slow.requests) == 1, 2)
+        assert attempted(app, slow_endpoint) == 0
+        assert wait_until(lambda: attempted(app, prompt_endpoint) == 1, 2)
+        assert attempted(app, slow_endpoint) == 0
+    finally:
+        slow.release.set()
+        thread.join(30)
+    assert made == [2]
+    assert [d.status for d in deliveries(app, prompt_endpoint)] == ["succeeded"]
+    assert [d.status for d in deliveries(app, slow_endpoint)] == ["pending"]  # failed once, retried later
+
+
+def test_under_the_consumer_dispatch_never_waits_for_a_hanging_endpoint(app, client, make, receiver, clock,
+                                                                       monkeypatch):
+    """The running worker: dispatch jobs wake the delivery threads and return; a hanging receiver
+    holds one thread while later events for other endpoints are delivered."""
+    from shared.webhooks.pool import DeliveryPool
+    from shared.worker.queue import queue_for
+
+    monkeypatch.setattr(webhook_delivery, "TIMEOUT_SECONDS", 4)
+    slow, prompt = receiver(hang=True), receiver()
+    slow_key, slow_endpoint = org_with_endpoint(make, client, slow.url)
+    prompt_key, prompt_endpoint = org_with_endpoint(make, client, prompt.url)
+    queue = queue_for(app)
+    queue.delivery_pool = DeliveryPool(app, 4).start()
+    try:
+        rename(client, slow_key, slow_key.id, "slow 1")
+        rename(client, slow_key, slow_key.id, "slow 2")
+        run_worker(app)  # runs the dispatch job and a sweep: returns without waiting for any receiver
+        assert wait_until(lambda: len(slow.requests) == 1, 2)
+        for sent in range(1, 4):
+            rename(client, prompt_key, prompt_key.id, f"prompt {sent}")
+            run_worker(app)
+            assert wait_until(lambda sent=sent: attempted(app, prompt_endpoint) == sent, 2), sent
+        # Still the first attempt in flight: one at a time for the hanging endpoint, the next waits.
+        assert len(slow.requests) == 1 and attempted(app, slow_endpoint) == 0
+    finally:
+        slow.release.set()
+        queue.delivery_pool.stop()
+        queue.delivery_pool = None
+    assert [d.status for d in deliveries(app, prompt_endpoint)] == ["succeeded"] * 3
+
+
+def test_deliveries_run_concurrently_but_one_at_a_time_per_endpoint_in_order(app, client, make, receiver, clock):
+    hooks = [receiver(delay=0.2) for _ in range(3)]
+    keys = [org_with_endpoint(make, client, hook.url)[0] for hook in hooks]
+    for n in range(3):
+        for key in keys:
+            rename(client, key, key.id, f"change {n}")
+    with app.app_context():
+        outbox.dispatch_pending()
+        assert webhook_delivery.deliver_due(threads=8) == 9
+    for hook in hooks:
+        assert len(hook.spans) == 3 and not overlapping(hook.spans)
+        assert [b["data"]["token"]["name"] for b in hook.bodies()] == ["change 0", "change 1", "change 2"]
+    assert overlapping([span for hook in hooks for span in hook.spans])  # endpoints were served at once
+
+
+def test_two_workers_never_send_two_deliveries_of_one_endpoint_at_once(app, client, make, receiver, clock):
+    """Two worker processes' pools at once (threads with their own sessions and connections, as two
+    processes have): the database lease keeps each endpoint to one delivery in flight."""
+    hooks = [receiver(delay=0.05) for _ in range(2)]
+    keys = [org_with_endpoint(make, client, hook.url)[0] for hook in hooks]
+    for n in range(6):
+        for key in keys:
+            rename(client, key, key.id, f"change {n}")
+    with app.app_context():
+        outbox.dispatch_pending()
+    made = []
+
+    def worker():
+        with app.app_context():
+            made.append(webhook_delivery.deliver_due(threads=4))
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(60)
+    assert sum(made) == 12
+    for hook in hooks:
+        assert len(hook.requests) == 6 and not overlapping(hook.spans)
+        assert len({b["id"] for b in hook.bodies()}) == 6
+
+
+def test_an_endpoint_in_flight_is_skipped_until_its_delivery_is_recorded_or_its_lease_ends(
+        app, client, make, receiver, clock):
+    first_hook, second_hook = receiver(), receiver()
+    first_key, first_endpoint = org_with_endpoint(make, client, first_hook.url)
+    second_key, second_endpoint = org_with_endpoint(make, client, second_hook.url)
+    for n in range(3):
+        rename(client, first_key, first_key.id, f"change {n}")
+    rename(client, second_key, second_key.id, "other")
+    with app.app_context():
+        outbox.dispatch_pending()
+        first_ids = [d.id for d in deliveries(app, first_endpoint)]
+        claim = webhook_delivery.claim_next()
+        assert claim.delivery_id == first_ids[0]
+        other = webhook_delivery.claim_next()
+        assert other.endpoint_id == endpoint_row(app, second_endpoint).id
+        assert webhook_delivery.claim_next() is None  # the first endpoint's next delivery waits
+        webhook_delivery.attempt(other)
+        assert webhook_delivery.claim_next() is None
+        webhook_delivery.attempt(claim)
+        claim = webhook_delivery.claim_next()
+        assert claim.delivery_id == first_ids[1]
+
+        # A worker that died holding the endpoint: after the lease, the delivery is taken again...
+        clock.advance(seconds=webhook_delivery.LEASE.total_seconds() + 1)
+        retaken = webhook_delivery.claim_next()
+        assert retaken.delivery_id == first_ids[1]
+        # ...and the first taker's late outcome does not end the new lease.
+        webhook_delivery.attempt(claim)
+        assert webhook_delivery.claim_next() is None
+        webhook_delivery.attempt(retaken)
+        assert webhook_delivery.claim_next().delivery_id == first_ids[2]
+
+
+def test_attempts_are_counted_by_result_with_their_latency(app, client, make, receiver, clock):
+    from prometheus_client import REGISTRY
+
+    def count(name: str, result: str) -> float:
+        return REGISTRY.get_sample_value(name, {"result": result}) or 0.0
+
+    before = {(name, result): count(name, result) for name in ("keyward_webhook_deliveries_total",
+                                                               "keyward_webhook_delivery_seconds_count")
+              for result in ("succeeded", "retrying")}
+    _, key = owner_key(make)
+    hook = receiver(500)
+    add_endpoint(client, key, hook.url)
+    rename(client, key, key.id, "counted")
+    run_worker(app)
+    clock.advance(minutes=2)
+    run_worker(app)
+    for name in ("keyward_webhook_deliveries_total", "keyward_webhook_delivery_seconds_count"):
+        assert count(name, "retrying") - before[(name, "retrying")] == 1
+        assert count(name, "succeeded") - before[(name, "succeeded")] == 1
+
+
+def test_the_worker_serves_its_own_metrics_when_asked(app, app_config, client, make, receiver, tmp_path):
+    """Deliveries, reminders and emails are counted in the worker process: `flask worker` with
+    KEYWARD_WORKER_METRICS_BIND serves them, behind the same bearer token as the web app's."""
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    _, key = owner_key(make)
+    hook = receiver()
+    add_endpoint(client, key, hook.url)
+    token, bind = "worker-metrics-token-0123456789", f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+           "KEYWARD_QUEUE_URL": app_config["KEYWARD_QUEUE_URL"], "KEYWARD_WEBHOOK_ALLOW_PRIVATE": "1",
+           "KEYWARD_METRICS_TOKEN": token, "KEYWARD_WORKER_METRICS_BIND": bind}
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as output:
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT, env=env,
+                                  stdout=output, stderr=subprocess.STDOUT)
+
+    def get(headers: dict) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://{bind}/metrics", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def succeeded() -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, text = get({"Authorization": f"Bearer {token}"})
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == "keyward_webhook_deliveries_total"
+                   and sample.labels == {"result": "succeeded"}) if status == 200 else -1
+
+    try:
+        assert wait_until(lambda: get({})[0] == 401, 30), log.read_text()
+        assert get({"Authorization": "Bearer not-the-token-0123456789"})[0] == 401
+        rename(client, key, key.id, "counted by the worker")
+        assert wait_until(lambda: succeeded() == 1, 30), log.read_text()
+        assert len(hook.requests) == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
 
 
 # --------------------------------------------------------------------------- losing the worker

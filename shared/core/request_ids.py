@@ -1,0 +1,53 @@
+"""Request ids: every response carries `X-Request-Id`, and the error bodies and log lines of that
+request name it, so "request id 3f2a…" in a user's report leads to its log lines.
+
+An id arriving with the request is kept only behind trusted proxies (KEYWARD_TRUSTED_PROXIES > 0:
+the load balancer then made it or passed it on, so the whole path logs one id) and only when it
+looks like an id (at most 64 of [A-Za-z0-9._-]): a client must not be able to write arbitrary text
+into the logs. Otherwise a fresh random id is made.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+from flask import Flask, current_app, g, has_request_context, request
+
+HEADER = "X-Request-Id"
+_LOOKS_LIKE_AN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _incoming() -> str | None:
+    if current_app.config.get("KEYWARD_TRUSTED_PROXIES", 0) <= 0:
+        return None
+    value = request.headers.get(HEADER)
+    return value if value and _LOOKS_LIKE_AN_ID.fullmatch(value) else None
+
+
+def current() -> str | None:
+    """The id of the request being served (made on first use), or None outside a request."""
+    if not has_request_context():
+        return None
+    request_id = g.get("request_id")
+    if request_id is None:
+        request_id = g.request_id = _incoming() or secrets.token_hex(16)
+    return request_id
+
+
+def init_app(app: Flask) -> None:
+    # First of all before_request functions, so whatever runs next (CSRF checks, guards) and logs
+    # already has the id and the start time that durations are measured from.
+    def begin() -> None:
+        g.request_started = time.perf_counter()
+        current()
+
+    app.before_request_funcs.setdefault(None, []).insert(0, begin)
+
+    @app.after_request
+    def stamp(response):
+        response.headers[HEADER] = current()
+        return response
+
+    app.jinja_env.globals["request_id"] = current
