@@ -80,3 +80,11 @@ proxy_allow_ips = ""  # only read with proxy_protocol, which stays off
 # gunicorn >= 25 opens a control socket at one fixed per-user path by default; several instances on
 # one host would fight over it, and Keyward does not use gunicornc.
 control_socket_disable = True
+
+
+def worker_exit(server, worker):
+    """A worker stopping gracefully (SIGTERM, SIGINT, SIGQUIT, a reload, a max_requests recycle)
+    first writes the usage it tallied in memory: its requests are counted, none lost."""
+    from shared import usage_flush
+
+    usage_flush.flush_all()

@@ -7,8 +7,7 @@ from functools import wraps
 from flask import g, request
 from sqlalchemy.orm import joinedload
 
-from shared import ratelimits, token_auth, tokens
-from shared.queue import queue_for
+from shared import ratelimits, token_auth, tokens, usage_tally
 from shared.audit import Actor
 from shared.errors import AuthError
 from shared.extensions import db
@@ -30,19 +29,16 @@ def token_required(scope: str | None = None):
                 try:
                     token = token_auth.authenticate(connection, credentials, address,
                                                     user_agent=request.headers.get("User-Agent"), path=request.path)
-                    g.rate_state = ratelimits.hit_token(token.id, token.plan)
                     decision = tokens.decide(token, scope, request.method) if scope is not None else None
                     # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
                     right = (scope, request.method) if decision is not None and decision.allowed else None
-                    g.authenticated_token = token_auth.record_use(connection, token, address, right)
+                    # The rate limit, then the tally of an accepted request: no database write.
+                    g.rate_state, g.authenticated_token = usage_tally.accounting().count_request(token, address,
+                                                                                                 right)
                 except AuthError as error:
                     if error.code == "invalid_api_key":
                         ratelimits.count_failure("auth", address)
                     raise
-                finally:
-                    # Alerts written on the hot path (anomaly, canary): hand them to the queue.
-                    if token_auth.take_alerts_written():
-                        queue_for().poke()
             if decision is not None:
                 tokens.require(decision, scope, request.method)
             return view(*args, **kwargs)

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from shared import db as _db_events  # noqa: F401  (SQLite pragmas and BEGIN IMMEDIATE)
 from shared import queue as task_queue
 from shared.db import AUTOCOMMIT_BIND
-from shared import ratelimits
+from shared import ratelimits, usage_flush
 from shared.config import build_config, engine_options
 from shared.errors import ServiceError
 from shared.extensions import csrf, db, login_manager, migrate
@@ -57,6 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     ratelimits.init_app(app)
+    usage_flush.init_app(app)
     task_queue.init_app(app)
 
     from api import bp as api_bp

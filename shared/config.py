@@ -37,6 +37,16 @@ def parse_rate_limits(text: str) -> dict[str, str]:
     return limits
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds above 0 (at most 3600), not '{value}'")
+    return seconds
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -87,6 +97,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_SMTP_URL": env.get("KEYWARD_SMTP_URL"),
         "KEYWARD_MAIL_FROM": env.get("KEYWARD_MAIL_FROM", "keyward@localhost"),
         "KEYWARD_WEBHOOK_ALLOW_PRIVATE": _flag(env.get("KEYWARD_WEBHOOK_ALLOW_PRIVATE")),
+        "KEYWARD_USAGE_FLUSH_SECONDS": _seconds("KEYWARD_USAGE_FLUSH_SECONDS",
+                                                env.get("KEYWARD_USAGE_FLUSH_SECONDS", "1")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

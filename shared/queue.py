@@ -5,7 +5,7 @@ Storage comes from KEYWARD_QUEUE_URL: `sqlite:///path` (the default, instance/qu
 
 - `dispatch`: deliver undispatched events (events.dispatch_pending, where webhooks will hang) and
   email unsent notifications (mailer.send_pending);
-- `sweep`, every minute: expiry reminders (reminders.send_expiry_reminders), the unused-token
+- `sweep`, every minute: usage tallies waiting in Redis (usage_flush.sweep), expiry reminders (reminders.send_expiry_reminders), the unused-token
   policy (dormant.deactivate_unused), then a dispatch of
   whatever is left. That is what makes the outbox survive a queue outage: events and
   notifications are rows committed with their cause, and the next sweep finds any that no
@@ -33,7 +33,7 @@ from redis import ConnectionPool
 from sqlalchemy import event as orm_event
 from sqlalchemy.orm import Session
 
-from shared import dormant, events, mailer, reminders, webhooks
+from shared import dormant, events, mailer, reminders, usage_flush, webhooks
 from shared.config import ConfigError
 
 log = logging.getLogger("keyward.queue")
@@ -55,6 +55,9 @@ def dispatch_outbox() -> None:
 
 
 def sweep() -> None:
+    # Usage tallies first (Redis's, even when no web process drains it): the unused-token policy
+    # reads last_used_at.
+    usage_flush.sweep(current_app._get_current_object())
     reminders.send_expiry_reminders()
     dormant.deactivate_unused()
     dispatch_outbox()

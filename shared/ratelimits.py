@@ -96,6 +96,39 @@ def hit_token(token_id: int, plan: str) -> RateState:
     return _hit(token_limit_for(plan), "token", str(token_id))
 
 
+@dataclass(frozen=True)
+class Window:
+    """A token's current window, for a caller that increments it itself (the usage tally rides in
+    the same Redis round trip): `key` as the storage names it, its length and its end."""
+
+    limit_text: str
+    amount: int
+    key: str
+    period: int
+    reset: int
+
+    def state(self, count: int) -> RateState:
+        """The state after the increment that returned `count`; raises RateLimited when over."""
+        state = RateState(limit=self.amount, remaining=max(0, self.amount - count), reset=self.reset)
+        if count > self.amount:
+            raise RateLimited(f"Rate limit of {self.limit_text} exceeded; retry later", state)
+        return state
+
+
+def token_window(token_id: int, plan: str) -> Window:
+    limit_text = token_limit_for(plan)
+    item = _parse(limit_text)
+    key, period, reset = _window(item, ("token", str(token_id)))
+    storage = _storage()
+    prefixed = getattr(storage, "prefixed_key", None)
+    return Window(limit_text, item.amount, prefixed(key) if prefixed else key, period, reset)
+
+
+def storage() -> Storage:
+    """The app's rate-limit storage (`limits`), to tell Redis from the in-process default."""
+    return _storage()
+
+
 def hit_address(kind: str, address: str) -> RateState:
     """Count one request of an unauthenticated endpoint per client address (KEYWARD_<KIND>_LIMIT)."""
     return _hit(current_app.config[f"KEYWARD_{kind.upper()}_LIMIT"], kind, address)

@@ -1,23 +1,24 @@
-"""The authenticated API request's hot path: one lookup, the SPEC 5 checks, one counting write.
+"""The authenticated API request's hot path: one lookup, the SPEC 5 checks, and no write.
 
-Every API request pays for this, so it runs on a SQLAlchemy Core connection with two prepared
-SQL texts and builds no ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
+Every API request pays for this, so it runs on a SQLAlchemy Core connection with one prepared
+SQL text and builds no ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
 that authentication, the scope decision and GET /me need. Endpoints that work with the token's
 relationships load the ORM object afterwards (api.auth.current_token). Measured with bench/micro.py:
-the ORM version of this path cost about three times as much.
+the ORM version of this path cost about three times as much. Counting the request is a tally in
+memory or Redis (shared/usage_flush.py); the decision itself is never cached, so a revoked token
+is refused on its very next request, on every worker.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Integer, column, text
 
-from shared import clock, roles, token_alerts, usage
-from shared.db import AUTOCOMMIT_BIND, immediate_begin
+from shared import clock, roles, usage_tally
+from shared.db import AUTOCOMMIT_BIND
 from shared.extensions import db
 from shared.errors import AuthError, PlanRequired
 from shared.models import (
@@ -49,17 +50,20 @@ _RELATED_COLUMNS = {
 _SELECTED = ", ".join([f"t.{c.name}" for c in _TOKEN_COLUMNS]
                       + [f"{alias}.{c.name} AS {label}" for label, (alias, c) in _RELATED_COLUMNS.items()]
                       + ["CASE WHEN t.token_hash = :token_hash THEN 1 ELSE 0 END AS current_value"])
+_FROM = (" FROM api_tokens t"
+         " JOIN memberships m ON m.id = t.created_by_membership_id"
+         " JOIN users u ON u.id = m.user_id"
+         " JOIN organizations o ON o.id = t.organization_id"
+         " LEFT JOIN partners p ON p.id = m.partner_id")
+_RESULT_COLUMNS = [*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
+                   *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
+                   column("current_value", Integer)]
 _LOOKUP = text(
-    f"SELECT {_SELECTED} FROM api_tokens t"
-    " JOIN memberships m ON m.id = t.created_by_membership_id"
-    " JOIN users u ON u.id = m.user_id"
-    " JOIN organizations o ON o.id = t.organization_id"
-    " LEFT JOIN partners p ON p.id = m.partner_id"
+    f"SELECT {_SELECTED}{_FROM}"
     # The current value, or the previous one during a grace period (checked below).
     " WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash"
-).columns(*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
-          *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
-          column("current_value", Integer))
+).columns(*_RESULT_COLUMNS)
+_BY_ID = text(f"SELECT {_SELECTED}{_FROM} WHERE t.id = :token_id").columns(*_RESULT_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,30 +135,23 @@ class AuthenticatedToken:
         return replace(self, usage_count=usage_count, last_used_at=now, last_used_ip=client_ip)
 
 
-# Set when this request's hot path committed alerts (events, notifications) for the queue.
-_alerts_written: ContextVar[bool] = ContextVar("keyward_alerts_written", default=False)
-
-
-def take_alerts_written() -> bool:
-    """Whether alerts were written since the last call (then the caller pokes the queue)."""
-    written = _alerts_written.get()
-    _alerts_written.set(False)
-    return written
-
-
 def connect() -> Connection:
     """The connection the hot path runs on: on PostgreSQL from an autocommit engine (the lookup
-    needs no transaction and the count is one statement, atomic by itself), which saves the
-    BEGIN and COMMIT round trips; on SQLite the app's engine (the count is a BEGIN IMMEDIATE
-    transaction, see record_use)."""
+    needs no transaction), which saves the BEGIN and COMMIT round trips; on SQLite the app's engine."""
     return db.engines[AUTOCOMMIT_BIND if AUTOCOMMIT_BIND in db.engines else None].connect()
 
 
 def find_token(connection: Connection, token_hash: str) -> AuthenticatedToken | None:
     row = connection.execute(_LOOKUP, {"token_hash": token_hash}).first()
-    # A SQLite reader cannot become a writer once another writer committed: end the read here
-    # (record_use then starts with BEGIN IMMEDIATE). With autocommit (PostgreSQL) it is a no-op.
+    # End the read at once: a SQLite read transaction left open would pin an old snapshot. With
+    # autocommit (PostgreSQL) it is a no-op.
     connection.commit()
+    return AuthenticatedToken.from_row(row) if row is not None else None
+
+
+def find_token_by_id(connection: Connection, token_id: int) -> AuthenticatedToken | None:
+    """The token as authentication reads it, by id (the usage flusher's alerts describe it so)."""
+    row = connection.execute(_BY_ID, {"token_id": token_id, "token_hash": ""}).first()
     return AuthenticatedToken.from_row(row) if row is not None else None
 
 
@@ -162,7 +159,8 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
                  user_agent: str | None = None, path: str = "") -> AuthenticatedToken:
     """Every check of SPEC 5 up to the plan, in order; raises AuthError.
 
-    A canary is answered exactly as an unknown value (SPEC 11), after recording the trip.
+    A canary is answered exactly as an unknown value (SPEC 11), after tallying the trip: the
+    usage flusher counts it and raises its alerts, so the request path writes nothing.
     """
     if credentials.value is None:
         raise invalid_api_key(credentials.problem or "The API key is missing")
@@ -172,9 +170,7 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
     if token is None or token.revoked_at is not None:
         raise invalid_api_key()
     if token.is_canary:
-        with immediate_begin(connection):
-            token_alerts.canary_used(connection, token, client_ip, user_agent, path)
-        _alerts_written.set(True)
+        usage_tally.accounting().count_trip(token, client_ip, user_agent, path)
         raise invalid_api_key()
     if not token.current_value and (token.previous_expires_at is None or token.previous_expires_at <= clock.now()):
         raise invalid_api_key()  # an old value after its grace period
@@ -189,18 +185,3 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
     if token.plan == Plan.NONE:
         raise PlanRequired("The organization has no plan; choose a plan to use API tokens")
     return token
-
-
-def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str,
-               right: tuple[str, str] | None = None) -> AuthenticatedToken:
-    """Count one accepted request in one write transaction (no count is lost under concurrency);
-    `right` is the (scope, method) it uses when the token may (observed use, for narrowing)."""
-    now = clock.now()
-    with immediate_begin(connection):
-        counted = usage.record_request(connection, token, now, client_ip, right)
-        anomaly = counted.new_network and counted.usage_count > 1  # a first use is no anomaly
-        if anomaly:
-            token_alerts.flag_new_network(connection, token, counted.network, client_ip, now)
-    if anomaly:
-        _alerts_written.set(True)
-    return token.counted(counted.usage_count, now, client_ip)

@@ -272,6 +272,7 @@ def test_usage_is_counted_with_last_used(client, make, editor, clock):
     issued = make.token(editor)
     for _ in range(3):
         client.get("/api/v1/me", headers=issued.headers, environ_base={"REMOTE_ADDR": "198.51.100.4"})
+    make.flush_usage()
     token = make.get_token(issued.id)
     assert token.usage_count == 3
     assert token.last_used_at == clock.now()
@@ -282,6 +283,7 @@ def test_refused_requests_are_not_counted(client, make, editor, clock):
     issued = make.token(editor, expires_in_days=1)
     clock.advance(days=2)
     client.get("/api/v1/me", headers=issued.headers)
+    make.flush_usage()
     assert make.get_token(issued.id).usage_count == 0
 
 
@@ -312,6 +314,7 @@ def test_token_rate_limit_refuses_with_retry_after(make, app_with):
     assert refused.get_json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.headers["X-RateLimit-Remaining"] == "0"
+    factory.flush_usage()
     assert factory.get_token(issued.id).usage_count == 3
 
 
