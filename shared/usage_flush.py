@@ -193,7 +193,8 @@ class UsageAccounting:
             thread.join(timeout=max(5.0, 2 * self.interval))
         self._thread = None
         for attempt in range(EXIT_ATTEMPTS):
-            if self.flush():
+            # With Redis, whatever waits there too: the last process to stop leaves nothing behind.
+            if self.flush(drain_now=True):
                 return True
             if attempt + 1 < EXIT_ATTEMPTS:
                 time.sleep(0.5)
