@@ -21,15 +21,18 @@ from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 
 from shared.errors import ServiceError
+from shared.window_counters import WindowCounters
 
 EXTENSION = "keyward.ratelimits"
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    # In memory, our own counters: `limits`' MemoryStorage starts a thread every 10 ms (window_counters.py).
+    app.extensions[EXTENSION] = WindowCounters() if uri.startswith("memory://") else storage_from_string(uri)
 
 
-def _storage() -> Storage:
+def _storage() -> Storage | WindowCounters:
     return current_app.extensions[EXTENSION]
 
 
@@ -124,7 +127,7 @@ def token_window(token_id: int, plan: str) -> Window:
     return Window(limit_text, item.amount, prefixed(key) if prefixed else key, period, reset)
 
 
-def storage() -> Storage:
+def storage() -> Storage | WindowCounters:
     """The app's rate-limit storage (`limits`), to tell Redis from the in-process default."""
     return _storage()
 

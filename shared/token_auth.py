@@ -1,7 +1,7 @@
 """The authenticated API request's hot path: one lookup, the SPEC 5 checks, and no write.
 
-Every API request pays for this, so it runs on a SQLAlchemy Core connection with one prepared
-SQL text and builds no ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
+Every API request pays for this, so it runs one fixed query on the driver's cursor and builds no
+ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
 that authentication, the scope decision and GET /me need. Endpoints that work with the token's
 relationships load the ORM object afterwards (api.auth.current_token). Measured with bench/micro.py:
 the ORM version of this path cost about three times as much. Counting the request is a tally in
@@ -11,11 +11,14 @@ is refused on its very next request, on every worker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, column, text
+from flask import current_app
+from sqlalchemy import Connection, Engine, Integer, column, text
+from sqlalchemy.exc import DBAPIError
 
 from shared import clock, roles, usage_tally
 from shared.db import AUTOCOMMIT_BIND
@@ -58,12 +61,13 @@ _FROM = (" FROM api_tokens t"
 _RESULT_COLUMNS = [*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
                    *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
                    column("current_value", Integer)]
-_LOOKUP = text(
-    f"SELECT {_SELECTED}{_FROM}"
-    # The current value, or the previous one during a grace period (checked below).
-    " WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash"
-).columns(*_RESULT_COLUMNS)
+_TOKEN_NAMES = [c.name for c in _TOKEN_COLUMNS]
+_RELATED = {label: len(_TOKEN_COLUMNS) + index for index, label in enumerate(_RELATED_COLUMNS)}
+_CURRENT_VALUE = len(_RESULT_COLUMNS) - 1
+# The current value, or the previous one during a grace period (checked below).
+_LOOKUP_SQL = f"SELECT {_SELECTED}{_FROM} WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash"
 _BY_ID = text(f"SELECT {_SELECTED}{_FROM} WHERE t.id = :token_id").columns(*_RESULT_COLUMNS)
+LOOKUP_EXTENSION = "keyward.token_lookup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +119,19 @@ class AuthenticatedToken:
     organization_slug: str
 
     @classmethod
-    def from_row(cls, row: Any) -> AuthenticatedToken:
-        values = row._mapping
-        token = {c.name: values[c.name] for c in _TOKEN_COLUMNS}
+    def from_row(cls, values: Sequence[Any]) -> AuthenticatedToken:
+        """From the lookup's columns, in order, converted to Python values."""
+        related = {label: values[index] for label, index in _RELATED.items()}
         return cls(
-            **token,
-            current_value=bool(values["current_value"]),
-            creator_role=values["creator_role"],
-            creator_live=membership_is_live(values["membership_removed_at"], values["user_is_active"],
-                                            values["partner_removed_at"]),
-            creator_user=CreatorRef(values["creator_user_id"], values["creator_email"]),
-            plan=values["plan"],
-            organization_name=values["organization_name"],
-            organization_slug=values["organization_slug"],
+            **dict(zip(_TOKEN_NAMES, values)),
+            current_value=bool(values[_CURRENT_VALUE]),
+            creator_role=related["creator_role"],
+            creator_live=membership_is_live(related["membership_removed_at"], related["user_is_active"],
+                                            related["partner_removed_at"]),
+            creator_user=CreatorRef(related["creator_user_id"], related["creator_email"]),
+            plan=related["plan"],
+            organization_name=related["organization_name"],
+            organization_slug=related["organization_slug"],
         )
 
     def counted(self, usage_count: int, now: datetime, client_ip: str) -> AuthenticatedToken:
@@ -135,18 +139,67 @@ class AuthenticatedToken:
         return replace(self, usage_count=usage_count, last_used_at=now, last_used_ip=client_ip)
 
 
-def connect() -> Connection:
-    """The connection the hot path runs on: on PostgreSQL from an autocommit engine (the lookup
-    needs no transaction), which saves the BEGIN and COMMIT round trips; on SQLite the app's engine."""
-    return db.engines[AUTOCOMMIT_BIND if AUTOCOMMIT_BIND in db.engines else None].connect()
+class _Lookup:
+    """The lookup on one engine, run on the driver's own cursor: SQLAlchemy's statement execution and
+    result machinery cost more than the query itself (bench/micro.py), and one fixed statement needs
+    none of it. What it does give is kept: the pool, each column's conversion (the same result
+    processors a query through SQLAlchemy would apply: datetimes stored as text on SQLite, JSON,
+    booleans), and its exception types, so an unreachable database still answers 503.
+
+    The engine is the autocommit one on PostgreSQL (no BEGIN/COMMIT round trips) without a ping on
+    checkout: a connection the server dropped fails the query, is thrown away, and the query runs
+    once more on a fresh one (a read, safe to repeat), so a database restart costs no request and a
+    request no ping. On SQLite the driver runs in autocommit mode: the SELECT is its own transaction.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        dialect = engine.dialect
+        # sqlite3 takes :name parameters; psycopg takes %(name)s.
+        self.sql = _LOOKUP_SQL if dialect.name == "sqlite" else _LOOKUP_SQL.replace(":token_hash", "%(token_hash)s")
+        self.converters = [(index, processor) for index, result in enumerate(_RESULT_COLUMNS)
+                           if (processor := result.type.dialect_impl(dialect).result_processor(dialect, None))]
+        self.error = dialect.loaded_dbapi.Error
+
+    def find(self, token_hash: str) -> AuthenticatedToken | None:
+        params = {"token_hash": token_hash}
+        for attempt in (1, 2):
+            connection = self.engine.raw_connection()
+            cursor = None
+            try:
+                cursor = connection.cursor()
+                cursor.execute(self.sql, params)
+                row = cursor.fetchone()
+                cursor.close()
+            except self.error as error:
+                dropped = self.engine.dialect.is_disconnect(error, connection.dbapi_connection, cursor)
+                if dropped:
+                    connection.invalidate()
+                connection.close()
+                if dropped and attempt == 1:
+                    continue
+                raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
+                                          connection_invalidated=dropped) from error
+            connection.close()
+            break
+        if row is None:
+            return None
+        values = list(row)
+        for index, convert in self.converters:
+            values[index] = convert(values[index])
+        return AuthenticatedToken.from_row(values)
 
 
-def find_token(connection: Connection, token_hash: str) -> AuthenticatedToken | None:
-    row = connection.execute(_LOOKUP, {"token_hash": token_hash}).first()
-    # End the read at once: a SQLite read transaction left open would pin an old snapshot. With
-    # autocommit (PostgreSQL) it is a no-op.
-    connection.commit()
-    return AuthenticatedToken.from_row(row) if row is not None else None
+def _lookup() -> _Lookup:
+    extensions = current_app.extensions
+    lookup = extensions.get(LOOKUP_EXTENSION)
+    if lookup is None:
+        lookup = extensions[LOOKUP_EXTENSION] = _Lookup(db.engines.get(AUTOCOMMIT_BIND) or db.engine)
+    return lookup
+
+
+def find_token(token_hash: str) -> AuthenticatedToken | None:
+    return _lookup().find(token_hash)
 
 
 def find_token_by_id(connection: Connection, token_id: int) -> AuthenticatedToken | None:
@@ -155,8 +208,8 @@ def find_token_by_id(connection: Connection, token_id: int) -> AuthenticatedToke
     return AuthenticatedToken.from_row(row) if row is not None else None
 
 
-def authenticate(connection: Connection, credentials: Credentials, client_ip: str, *,
-                 user_agent: str | None = None, path: str = "") -> AuthenticatedToken:
+def authenticate(credentials: Credentials, client_ip: str, *, user_agent: str | None = None,
+                 path: str = "") -> AuthenticatedToken:
     """Every check of SPEC 5 up to the plan, in order; raises AuthError.
 
     A canary is answered exactly as an unknown value (SPEC 11), after tallying the trip: the
@@ -166,7 +219,7 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
         raise invalid_api_key(credentials.problem or "The API key is missing")
     if not is_well_formed(credentials.value):
         raise invalid_api_key()
-    token = find_token(connection, hash_secret(credentials.value))
+    token = find_token(hash_secret(credentials.value))
     if token is None or token.revoked_at is not None:
         raise invalid_api_key()
     if token.is_canary:
