@@ -164,18 +164,20 @@ class _Lookup:
     def find(self, token_hash: str) -> AuthenticatedToken | None:
         params = {"token_hash": token_hash}
         for attempt in (1, 2):
-            connection = self.engine.raw_connection()
-            cursor = None
+            connection = cursor = None
             try:
+                connection = self.engine.raw_connection()  # the driver's own error when it cannot connect
                 cursor = connection.cursor()
                 cursor.execute(self.sql, params)
                 row = cursor.fetchone()
                 cursor.close()
             except self.error as error:
-                dropped = self.engine.dialect.is_disconnect(error, connection.dbapi_connection, cursor)
-                if dropped:
-                    connection.invalidate()
-                connection.close()
+                dropped = connection is not None and self.engine.dialect.is_disconnect(
+                    error, connection.dbapi_connection, cursor)
+                if connection is not None:
+                    if dropped:
+                        connection.invalidate()
+                    connection.close()
                 if dropped and attempt == 1:
                     continue
                 raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
