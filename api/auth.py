@@ -26,13 +26,14 @@ def token_required(scope: str | None = None):
             credentials = tokens.extract_credentials(request.headers.get("Authorization"),
                                                      request.headers.get("X-API-Key"))
             try:
-                token = token_auth.authenticate(credentials, address, user_agent=request.headers.get("User-Agent"),
-                                                path=request.path)
+                token = token_auth.authenticate(credentials, address, path=request.path,
+                                                user_agent=request.headers.get("User-Agent"))
                 decision = tokens.decide(token, scope, request.method) if scope is not None else None
                 # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
                 right = (scope, request.method) if decision is not None and decision.allowed else None
                 # The rate limit, then the tally of an accepted request: no database write.
-                g.rate_state, g.authenticated_token = usage_tally.accounting().count_request(token, address, right)
+                g.rate_state, g.authenticated_token = usage_tally.accounting().count_request(token, address,
+                                                                                             right)
             except AuthError as error:
                 if error.code == "invalid_api_key":
                     ratelimits.count_failure("auth", address)

@@ -65,7 +65,8 @@ _TOKEN_NAMES = [c.name for c in _TOKEN_COLUMNS]
 _RELATED = {label: len(_TOKEN_COLUMNS) + index for index, label in enumerate(_RELATED_COLUMNS)}
 _CURRENT_VALUE = len(_RESULT_COLUMNS) - 1
 # The current value, or the previous one during a grace period (checked below).
-_LOOKUP_SQL = f"SELECT {_SELECTED}{_FROM} WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash"
+_LOOKUP_SQL = (f"SELECT {_SELECTED}{_FROM}"
+               " WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash")
 _BY_ID = text(f"SELECT {_SELECTED}{_FROM} WHERE t.id = :token_id").columns(*_RESULT_COLUMNS)
 LOOKUP_EXTENSION = "keyward.token_lookup"
 
@@ -156,9 +157,11 @@ class _Lookup:
         self.engine = engine
         dialect = engine.dialect
         # sqlite3 takes :name parameters; psycopg takes %(name)s.
-        self.sql = _LOOKUP_SQL if dialect.name == "sqlite" else _LOOKUP_SQL.replace(":token_hash", "%(token_hash)s")
-        self.converters = [(index, processor) for index, result in enumerate(_RESULT_COLUMNS)
-                           if (processor := result.type.dialect_impl(dialect).result_processor(dialect, None))]
+        self.sql = (_LOOKUP_SQL if dialect.name == "sqlite"
+                    else _LOOKUP_SQL.replace(":token_hash", "%(token_hash)s"))
+        processors = [result.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for result in _RESULT_COLUMNS]
+        self.converters = [(index, processor) for index, processor in enumerate(processors) if processor]
         self.error = dialect.loaded_dbapi.Error
 
     def find(self, token_hash: str) -> AuthenticatedToken | None:

@@ -47,13 +47,15 @@ _COUNT_TOKEN = text(
 _COUNTS = text("SELECT id, usage_count FROM api_tokens WHERE id IN :ids").bindparams(
     bindparam("ids", expanding=True))
 _COUNT_DAY = text(
-    "INSERT INTO token_daily_usage (organization_id, token_id, day, requests) VALUES (:org_id, :token_id, :day, :n)"
+    "INSERT INTO token_daily_usage (organization_id, token_id, day, requests)"
+    " VALUES (:org_id, :token_id, :day, :n)"
     " ON CONFLICT (token_id, day) DO UPDATE SET requests = token_daily_usage.requests + excluded.requests"
 ).bindparams(bindparam("day", type_=TokenDailyUsage.__table__.c.day.type))
 _COUNT_SCOPE = text(
     "INSERT INTO token_scope_usage (token_id, scope, method, last_used_at, requests)"
     " VALUES (:token_id, :scope, :method, :at, :n)"
-    " ON CONFLICT (token_id, scope, method) DO UPDATE SET requests = token_scope_usage.requests + excluded.requests,"
+    " ON CONFLICT (token_id, scope, method) DO UPDATE"
+    " SET requests = token_scope_usage.requests + excluded.requests,"
     " last_used_at = CASE WHEN excluded.last_used_at > token_scope_usage.last_used_at"
     " THEN excluded.last_used_at ELSE token_scope_usage.last_used_at END"
 ).bindparams(bindparam("at", type_=UTCDateTime()))

@@ -98,8 +98,8 @@ class UsageAccounting:
         else:
             window = ratelimits.token_window(token.id, token.plan)
             count, pending = self.redis.hit_and_add(window.key, window.period, window.amount, token.id,
-                                                    token.organization_id, now, client_ip, _network(client_ip),
-                                                    right)
+                                                    token.organization_id, now, client_ip,
+                                                    _network(client_ip), right)
             state = window.state(count)
         if self._thread is None and self.background:
             self._start()
@@ -128,7 +128,7 @@ class UsageAccounting:
         while not self._stop.wait(self.interval):
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - the flusher must outlive any one failure
+            except Exception:  # the flusher must outlive any one failure
                 log.exception("usage flush failed; the tallies are kept for the next one")
 
     def flush(self, *, drain_now: bool = False) -> bool:
@@ -177,19 +177,25 @@ class UsageAccounting:
                 applied = usage_batches.apply_batch(connection, batch.tally, batch.source, batch.number)
         except Exception as error:  # noqa: BLE001 - kept whole and tried again: nothing lost, nothing twice
             log.warning("usage batch %s #%d (%d requests) not applied (%s: %s); kept for the next flush",
-                        batch.source, batch.number, batch.tally.requests, type(error).__name__, _reason(error))
+                        batch.source, batch.number, batch.tally.requests, type(error).__name__,
+                        _reason(error))
             return False
         if applied.alerts:
-            from shared.queue import queue_for  # the queue's jobs import the domain; not the reverse
+            from shared.queue import (
+                queue_for,  # the queue's jobs import the domain; not the reverse
+            )
 
             queue_for(self.app).poke()
         return True
 
     def close(self) -> bool:
-        """Stop the thread and flush what is left, trying a few times; True when nothing was lost."""
-        self._stop.set()
+        """Stop the thread and flush what is left, trying a few times; True when nothing was lost.
+        A process that counted nothing (a CLI command) has nothing to write and leaves Redis alone."""
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is None:
+            return True
+        self._stop.set()
+        if thread is not threading.current_thread():
             thread.join(timeout=max(5.0, 2 * self.interval))
         self._thread = None
         for attempt in range(EXIT_ATTEMPTS):
@@ -200,7 +206,8 @@ class UsageAccounting:
                 time.sleep(0.5)
         lost = self.local.take().requests + (self._in_hand.tally.requests if self._in_hand else 0)
         if lost:
-            log.error("usage: %d counted requests of this process could not be written before it stopped", lost)
+            log.error("usage: %d counted requests of this process could not be written before it stopped",
+                      lost)
         return lost == 0
 
 
@@ -231,7 +238,7 @@ def flush_all() -> None:
     for usage in [usage for usage in _accountings if usage.background]:
         try:
             usage.close()
-        except Exception:  # noqa: BLE001 - exiting: say so and let the others flush
+        except Exception:  # exiting: say so and let the others flush
             log.exception("usage flush at exit failed")
 
 
@@ -251,7 +258,8 @@ def _install_exit_hooks() -> None:
     atexit.register(flush_all)
     # SIGTERM ends a bare Python process without running atexit. Where nobody handles it yet (the
     # development server; gunicorn installs its own before it loads the app), make it a normal exit.
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 

@@ -181,8 +181,8 @@ def decode(fields: dict) -> Tally:
         elif kind == "n":
             token, _, network = rest.partition("|")
             tally.networks[(int(token), network)] = NetworkUse(
-                int(values[f"no|{rest}"]), int(value), _moment(values[f"nf|{rest}"]), _moment(values[f"nl|{rest}"]),
-                values[f"ni|{rest}"], int(values[f"np|{rest}"]))
+                int(values[f"no|{rest}"]), int(value), _moment(values[f"nf|{rest}"]),
+                _moment(values[f"nl|{rest}"]), values[f"ni|{rest}"], int(values[f"np|{rest}"]))
         elif kind == "s":
             token, _, right = rest.partition("|")
             scope, _, method = right.rpartition("|")

@@ -99,16 +99,14 @@ class Tally:
             self.networks[(token_id, network)] = NetworkUse(organization_id, 1, at, at, ip, use.count)
         else:
             seen.count += 1
-            if at > seen.last_at:
-                seen.last_at = at
+            seen.last_at = max(seen.last_at, at)
         if right is not None:
             scoped = self.scopes.get((token_id, *right))
             if scoped is None:
                 self.scopes[(token_id, *right)] = ScopeUse(1, at)
             else:
                 scoped.count += 1
-                if at > scoped.last_at:
-                    scoped.last_at = at
+                scoped.last_at = max(scoped.last_at, at)
         return use.count
 
 

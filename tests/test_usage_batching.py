@@ -10,8 +10,10 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
-import signal
 import re
+import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -29,7 +31,8 @@ from sqlalchemy.exc import OperationalError
 
 from tests.conftest import TEST_REDIS_URL, Factory, bearer, csrf_from, settled
 
-needs_redis = pytest.mark.skipif(not TEST_REDIS_URL, reason="needs TEST_REDIS_URL (the suite runs again with Redis)")
+needs_redis = pytest.mark.skipif(not TEST_REDIS_URL,
+                                 reason="needs TEST_REDIS_URL (the suite runs again with Redis)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -129,7 +132,8 @@ def test_a_new_network_is_raised_by_the_flush_not_by_the_request(client, make):
     assert anomalies(make) == ["203.0.113.0/24"]
 
 
-def test_a_tokens_first_use_is_no_anomaly_even_when_its_first_batch_holds_several_networks(client, make, clock):
+def test_a_tokens_first_use_is_no_anomaly_even_when_its_first_batch_holds_several_networks(
+        client, make, clock):
     issued = make.token(make.api_member(make.org(), "editor"))
     for address in ("192.0.2.1", "198.51.100.1", "192.0.2.2", "203.0.113.1"):
         me(client, issued, address)  # all at the same instant (frozen clock): order decides
@@ -227,7 +231,8 @@ def test_the_workers_sweep_writes_waiting_usage_and_forgets_long_gone_processes(
     issued = make.token(make.api_member(make.org(), "editor"))
     me(client, issued)
     with make.app.app_context():
-        db.session.add(UsageFlush(source="process:gone:1:x", last_batch=7, updated_at=clock.now() - timedelta(days=31)))
+        db.session.add(UsageFlush(source="process:gone:1:x", last_batch=7,
+                                  updated_at=clock.now() - timedelta(days=31)))
         db.session.commit()
     assert runner.invoke(args=["worker", "--once"]).exit_code == 0
     assert counts(make, issued.id)[0] == 1
@@ -290,7 +295,8 @@ def test_with_redis_a_drain_cut_short_after_its_commit_counts_nothing_twice(clie
     tallies = usage_tally.accounting(make.app).redis
     epoch, [number] = tallies.cut()
     with make.app.app_context(), db.engine.connect() as connection:  # applied... and died before deleting
-        assert usage_batches.apply_batch(connection, tallies.read(number), tallies.source(epoch), number).requests == 3
+        applied = usage_batches.apply_batch(connection, tallies.read(number), tallies.source(epoch), number)
+    assert applied.requests == 3
     make.flush_usage()
     assert counts(make, issued.id)[0] == 3
     assert tallies.cut()[1] == [] and not tallies.client.exists(f"{tallies.batch_prefix}{number}")
@@ -385,6 +391,38 @@ def test_sigterm_of_the_workers_loses_no_count(make, live_server):
     assert call(server.url + "/api/v1/me", bearer(issued.secret)) == 200  # the replacements serve on
 
 
+def test_sigterm_of_the_development_server_loses_no_count(make, app_config, tmp_path):
+    from tests.conftest import ROOT, free_port
+
+    issued = make.token(make.member(make.org(), "editor"))
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": app_config["SQLALCHEMY_DATABASE_URI"],
+           "RATELIMIT_STORAGE_URI": "memory://", "KEYWARD_QUEUE_URL": app_config["KEYWARD_QUEUE_URL"],
+           "KEYWARD_USAGE_FLUSH_SECONDS": "600"}
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "run", "--port", str(port)]
+    with open(tmp_path / "flask-run.log", "wb") as log:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/me"
+        assert settled(lambda: _status_or_none(url, bearer(issued.secret)), 200) == 200
+        for _ in range(9):
+            assert call(url, bearer(issued.secret)) == 200
+        assert counts(make, issued.id)[0] == 0
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert counts(make, issued.id)[0] == 10, (tmp_path / "flask-run.log").read_text()
+
+
+def _status_or_none(url: str, headers: dict) -> int | None:
+    try:
+        return call(url, headers)
+    except OSError:  # not listening yet
+        return None
+
+
 @needs_redis
 def test_with_redis_sigkill_of_the_workers_loses_no_count(make, live_server):
     issued = make.token(make.member(make.org(), "editor"))
@@ -402,7 +440,8 @@ def test_with_redis_sigkill_of_the_workers_loses_no_count(make, live_server):
 
 def test_a_revoked_token_is_refused_on_the_next_request_on_every_worker(make, live_server):
     org = make.org()
-    manager = make.token(make.member(org, "admin"), scopes=["tokens"], permissions=["read", "write", "delete"])
+    manager = make.token(make.member(org, "admin"), scopes=["tokens"],
+                         permissions=["read", "write", "delete"])
     issued = make.token(make.member(org, "editor"))
     server = live_server(workers=3, KEYWARD_AUTH_FAILURE_LIMIT="1000/minute")  # refusals are no guessing here
     url = server.url + "/api/v1/me"
@@ -417,7 +456,8 @@ class Portal:
 
     def __init__(self, base_url: str, email: str, password: str):
         self.base_url = base_url
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        self.opener = urllib.request.build_opener(cookies)
         page = self.get("/login")
         form = urllib.parse.urlencode({"email": email, "password": password, "csrf_token": csrf_from(page)})
         self.opener.open(urllib.request.Request(base_url + "/login", data=form.encode()), timeout=30).read()
@@ -444,12 +484,14 @@ def test_usage_page_api_and_alerts_are_current_within_about_two_flush_intervals(
     assert call(server.url + "/api/v1/me", from_("203.0.113.1")) == 200
 
     def api_count() -> int:
-        request = urllib.request.Request(f"{server.url}/api/v1/tokens/{issued.id}", headers=bearer(manager.secret))
+        request = urllib.request.Request(f"{server.url}/api/v1/tokens/{issued.id}",
+                                         headers=bearer(manager.secret))
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())["usage_count"]
 
     def page_count() -> int:
-        match = re.search(r"<dt>Requests</dt><dd>([\d,]+)</dd>", portal.get(f"/settings/api-tokens/{issued.id}"))
+        page = portal.get(f"/settings/api-tokens/{issued.id}")
+        match = re.search(r"<dt>Requests</dt><dd>([\d,]+)</dd>", page)
         return int(match.group(1).replace(",", ""))
 
     # About two intervals, with room for a loaded machine.
