@@ -181,9 +181,8 @@ class UsageAccounting:
                         _reason(error))
             return False
         if applied.alerts:
-            from shared.queue import (
-                queue_for,  # the queue's jobs import the domain; not the reverse
-            )
+            # Imported here: the queue's jobs import this module (the sweep drains usage).
+            from shared.queue import queue_for
 
             queue_for(self.app).poke()
         return True

@@ -407,6 +407,7 @@ class LiveServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)  # reaped: no zombie, no ResourceWarning in a later test
 
 
 @pytest.fixture
