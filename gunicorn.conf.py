@@ -14,7 +14,7 @@ over it. Every value can be tuned from the environment without editing the file:
   GUNICORN_MAX_REQUESTS    recycle a worker after this many requests (default 0: never)
 
 Why `sync` workers by default: a Keyward request is short and CPU-bound (parse, one indexed
-lookup, one write of the usage counter, JSON), so threads in a worker mostly wait for the GIL,
+lookup, a usage tally in memory or Redis, JSON), so threads in a worker mostly wait for the GIL,
 and on SQLite they add writers queueing for the one database write lock. Measured with
 `make bench` on 2 cores, 5 workers (bench/README.md has the table): on SQLite sync workers served
 30-40 % more authenticated requests per second than gthread (4 or 2 threads) with a far lower p99;
@@ -107,3 +107,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker):
+    """A worker stopping gracefully (SIGTERM, SIGINT, SIGQUIT, a reload, a max_requests recycle)
+    first writes the usage it tallied in memory: its requests are counted, none lost."""
+    from shared.tokens import usage_flush
+
+    usage_flush.flush_all()

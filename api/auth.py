@@ -13,9 +13,8 @@ from shared.core.errors import AuthError
 from shared.core.extensions import db
 from shared.core.netaddr import client_address
 from shared.models import ApiToken, Membership
-from shared.tokens import authn, rights
+from shared.tokens import authn, rights, usage_tally
 from shared.tokens.credentials import extract_credentials
-from shared.worker.queue import queue_for
 
 
 def token_required(scope: str | None = None):
@@ -28,23 +27,19 @@ def token_required(scope: str | None = None):
             ratelimits.refuse_if_failing("auth", address)
             credentials = extract_credentials(request.headers.get("Authorization"),
                                                      request.headers.get("X-API-Key"))
-            with authn.connect() as connection:
-                try:
-                    token = authn.authenticate(connection, credentials, address,
-                                                    user_agent=request.headers.get("User-Agent"), path=request.path)
-                    g.rate_state = ratelimits.hit_token(token.id, token.plan)
-                    decision = rights.decide(token, scope, request.method) if scope is not None else None
-                    # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
-                    right = (scope, request.method) if decision is not None and decision.allowed else None
-                    g.authenticated_token = authn.record_use(connection, token, address, right)
-                except AuthError as error:
-                    if error.code == "invalid_api_key":
-                        ratelimits.count_failure("auth", address)
-                    raise
-                finally:
-                    # Alerts written on the hot path (anomaly, canary): hand them to the queue.
-                    if authn.take_alerts_written():
-                        queue_for().poke()
+            try:
+                token = authn.authenticate(credentials, address, path=request.path,
+                                                user_agent=request.headers.get("User-Agent"))
+                decision = rights.decide(token, scope, request.method) if scope is not None else None
+                # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
+                right = (scope, request.method) if decision is not None and decision.allowed else None
+                # The rate limit, then the tally of an accepted request: no database write.
+                g.rate_state, g.authenticated_token = usage_tally.accounting().count_request(token, address,
+                                                                                             right)
+            except AuthError as error:
+                if error.code == "invalid_api_key":
+                    ratelimits.count_failure("auth", address)
+                raise
             if decision is not None:
                 rights.require(decision, scope, request.method)
             return view(*args, **kwargs)

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# (module, function, phase): the request path of GET /api/v1/me (api/auth.py token_required).
+# (module, function or Class.method, phase): the request path of GET /api/v1/me (api/auth.py token_required).
 PROBES = [
     ("shared.tokens", "extract_credentials", "read the header"),
     ("shared.token_auth", "is_well_formed", "format and checksum"),
@@ -35,7 +35,7 @@ PROBES = [
     ("shared.token_auth", "authenticate", "other authentication checks"),
     ("shared.ratelimits", "refuse_if_failing", "rate limits (failures + per token)"),
     ("shared.ratelimits", "hit_token", "rate limits (failures + per token)"),
-    ("shared.token_auth", "record_use", "usage update (UPDATE + upsert + commit)"),
+    ("shared.usage_flush", "UsageAccounting.count_request", "usage tally (no database write)"),
     ("shared.tokens", "token_summary", "response body (summary + JSON)"),
     ("api.views", "jsonify", "response body (summary + JSON)"),
 ]
@@ -44,6 +44,7 @@ NESTED_IN = {
     "hash_secret": "authenticate",
     "find_token": "authenticate",
     "is_well_formed": "authenticate",
+    "hit_token": "UsageAccounting.count_request",
 }
 
 
@@ -53,8 +54,11 @@ def _install_probes(totals: collections.Counter) -> list[str]:
 
     missing = []
     for module_name, name, _ in PROBES:
-        module = importlib.import_module(module_name)
-        original = getattr(module, name, None)
+        owner = importlib.import_module(module_name)
+        *path, attribute = name.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        original = getattr(owner, attribute, None)
         if original is None:
             missing.append(f"{module_name}.{name}")
             continue
@@ -66,7 +70,7 @@ def _install_probes(totals: collections.Counter) -> list[str]:
             finally:
                 totals[__name] += time.perf_counter() - start
 
-        setattr(module, name, probe)
+        setattr(owner, attribute, probe)
     return missing
 
 

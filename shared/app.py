@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import wraps
 from pathlib import Path
 
 from flask import Flask, g, jsonify, render_template, request
@@ -17,6 +18,7 @@ from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
 from shared.core.http_headers import init_security
+from shared.tokens import usage_flush
 from shared.worker import queue as task_queue
 
 API_PREFIX = "/api/"
@@ -46,8 +48,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     database_url = app.config["SQLALCHEMY_DATABASE_URI"]
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(database_url))
     if not database_url.startswith("sqlite"):
+        # No ping on checkout: the token lookup, its only user, retries once on a dropped connection.
         app.config.setdefault("SQLALCHEMY_BINDS", {AUTOCOMMIT_BIND: {
-            "url": database_url, "isolation_level": "AUTOCOMMIT", **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}})
+            "url": database_url, "isolation_level": "AUTOCOMMIT", **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+            "pool_pre_ping": False}})
     app.session_interface = BrowserOnlySessionInterface()
     app.json.sort_keys = False  # keep the documented field order
 
@@ -56,6 +60,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     ratelimits.init_app(app)
+    usage_flush.init_app(app)
     task_queue.init_app(app)
 
     from api import bp as api_bp
@@ -69,7 +74,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(hub_bp)
     app.register_blueprint(api_bp)
 
-    from shared.cli import register_cli
+    from shared.cli.commands import register_cli
 
     register_cli(app)
     _register_health(app)
@@ -77,6 +82,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_template_helpers(app)
     init_security(app)
     _register_operations(app)
+    _browser_hooks_skip_the_api(app)
     return app
 
 
@@ -88,6 +94,27 @@ def _register_operations(app: Flask) -> None:
     logs.init_app(app)
     metrics.init_app(app)
     monitoring.init_app(app)
+
+
+def _browser_hooks_skip_the_api(app: Flask) -> None:
+    """CSRF's check and Flask-Login's cookie refresh concern browsers: an API request carries a token,
+    never a cookie (its session is never read nor saved, see BrowserOnlySessionInterface), so it skips
+    them, and pays for nothing of sign-in on every call."""
+
+    def skipping_api(hook, after: bool):
+        @wraps(hook)
+        def browser_only(*response):
+            if request.path.startswith(API_PREFIX):
+                return response[0] if after else None
+            return hook(*response)
+
+        return browser_only
+
+    csrf_hooks = {hook for hook in app.before_request_funcs.get(None, []) if hook.__name__ == "csrf_protect"}
+    app.before_request_funcs[None] = [skipping_api(hook, False) if hook in csrf_hooks else hook
+                                      for hook in app.before_request_funcs.get(None, [])]
+    app.after_request_funcs[None] = [skipping_api(hook, True) if hook == login_manager._update_remember_cookie
+                                     else hook for hook in app.after_request_funcs.get(None, [])]
 
 
 def _register_health(app: Flask) -> None:
@@ -158,7 +185,7 @@ def _register_error_handlers(app: Flask) -> None:
 
         state = g.get("rate_state")
         if state is not None and "X-RateLimit-Limit" not in response.headers:
-            response.headers.update(state.headers())
+            response.headers.extend(state.headers())  # absent, so added, not searched for and replaced
         return response
 
 

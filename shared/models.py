@@ -444,6 +444,19 @@ class TokenScopeUsage(db.Model):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UsageFlush(db.Model):
+    """How far the usage tallies of one source reached the database: `last_batch` is the number of
+    the last batch applied, written in that batch's own transaction, so a batch whose commit went
+    unanswered is recognized when it is tried again (never counted twice). A source is one web
+    process (its tallies in memory) or one Redis (the tallies of every process)."""
+
+    __tablename__ = "usage_flushes"
+
+    source: Mapped[str] = mapped_column(String(120), primary_key=True)
+    last_batch: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
 class WebhookEndpoint(db.Model):
     """Where an organization wants token events delivered, signed with its own secret (SPEC 11).
 
@@ -584,6 +597,7 @@ __all__ = [
     "TokenType",
     "TrustedPublisher",
     "UTCDateTime",
+    "UsageFlush",
     "User",
     "UserSession",
     "VisibilityGroup",

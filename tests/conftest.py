@@ -322,6 +322,12 @@ class Factory:
         with self.app.app_context():
             return list(db.session.scalars(query))
 
+    def flush_usage(self) -> None:
+        """Write the usage tallied so far, as the flusher does every interval (no thread in tests)."""
+        from shared.tokens import usage_flush
+
+        assert usage_flush.flush_now(self.app), "the usage flush failed (see the log)"
+
     def run(self, fn):
         """Run fn() inside an app context (for services and queries in tests)."""
         with self.app.app_context():
@@ -351,6 +357,18 @@ def login(client, member: Member | str, password: str | None = None):
 
 
 # --------------------------------------------------------------------------- a real server
+
+
+def settled(read, expected, timeout: float = 15.0):
+    """read() until it returns `expected` or the deadline passes; returns the last value read.
+
+    For a real server, whose flushers write usage within about two intervals (KEYWARD_USAGE_FLUSH_SECONDS)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -392,7 +410,7 @@ class LiveServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:  # a loaded machine: stop it hard, and reap it
                 self.process.kill()
-                self.process.wait()
+                self.process.wait(timeout=10)  # reaped: no zombie, no ResourceWarning in a later test
 
 
 @pytest.fixture

@@ -70,6 +70,16 @@ def _metrics_token(env: dict[str, str]) -> str | None:
     return token
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds above 0 (at most 3600), not '{value}'")
+    return seconds
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -136,6 +146,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_LOG_FORMAT": parse_log_format(env.get("KEYWARD_LOG_FORMAT")),
         "KEYWARD_METRICS_TOKEN": _metrics_token(env),  # /metrics is off when unset
         "KEYWARD_WORKER_METRICS_BIND": env.get("KEYWARD_WORKER_METRICS_BIND", "").strip() or None,
+        "KEYWARD_USAGE_FLUSH_SECONDS": _seconds("KEYWARD_USAGE_FLUSH_SECONDS",
+                                                env.get("KEYWARD_USAGE_FLUSH_SECONDS", "1")),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

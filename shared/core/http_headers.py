@@ -52,7 +52,7 @@ def init_security(app: Flask) -> None:
     def security_headers(response: Response) -> Response:
         for name, value in headers.items():
             if name not in response.headers:
-                response.headers[name] = value
+                response.headers.add(name, value)  # absent: added, not searched for again and replaced
         if "Cache-Control" not in response.headers and not request.path.startswith(static_prefix):
             response.headers["Cache-Control"] = NO_STORE
         return response

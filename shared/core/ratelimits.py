@@ -22,15 +22,18 @@ from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 
 from shared.core.errors import ServiceError
+from shared.core.window_counters import WindowCounters
 
 EXTENSION = "keyward.ratelimits"
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION] = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    # In memory, our own counters: `limits`' MemoryStorage starts a thread every 10 ms (window_counters.py).
+    app.extensions[EXTENSION] = WindowCounters() if uri.startswith("memory://") else storage_from_string(uri)
 
 
-def _storage() -> Storage:
+def _storage() -> Storage | WindowCounters:
     return current_app.extensions[EXTENSION]
 
 
@@ -95,6 +98,39 @@ def token_limit_for(plan: str) -> str:
 def hit_token(token_id: int, plan: str) -> RateState:
     """Count one request against the token's per-plan limit; raises RateLimited when over."""
     return _hit(token_limit_for(plan), "token", str(token_id))
+
+
+@dataclass(frozen=True)
+class Window:
+    """A token's current window, for a caller that increments it itself (the usage tally rides in
+    the same Redis round trip): `key` as the storage names it, its length and its end."""
+
+    limit_text: str
+    amount: int
+    key: str
+    period: int
+    reset: int
+
+    def state(self, count: int) -> RateState:
+        """The state after the increment that returned `count`; raises RateLimited when over."""
+        state = RateState(limit=self.amount, remaining=max(0, self.amount - count), reset=self.reset)
+        if count > self.amount:
+            raise RateLimited(f"Rate limit of {self.limit_text} exceeded; retry later", state)
+        return state
+
+
+def token_window(token_id: int, plan: str) -> Window:
+    limit_text = token_limit_for(plan)
+    item = _parse(limit_text)
+    key, period, reset = _window(item, ("token", str(token_id)))
+    storage = _storage()
+    prefixed = getattr(storage, "prefixed_key", None)
+    return Window(limit_text, item.amount, prefixed(key) if prefixed else key, period, reset)
+
+
+def storage() -> Storage | WindowCounters:
+    """The app's rate-limit storage (`limits`), to tell Redis from the in-process default."""
+    return _storage()
 
 
 def hit_address(kind: str, address: str) -> RateState:

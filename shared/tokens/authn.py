@@ -1,23 +1,27 @@
-"""The authenticated API request's hot path: one lookup, the SPEC 5 checks, one counting write.
+"""The authenticated API request's hot path: one lookup, the SPEC 5 checks, and no write.
 
-Every API request pays for this, so it runs on a SQLAlchemy Core connection with two prepared
-SQL texts and builds no ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
+Every API request pays for this, so it runs one fixed query on the driver's cursor and builds no
+ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
 that authentication, the scope decision and GET /me need. Endpoints that work with the token's
 relationships load the ORM object afterwards (api.auth.current_token). Measured with bench/micro.py:
-the ORM version of this path cost about three times as much.
+the ORM version of this path cost about three times as much. Counting the request is a tally in
+memory or Redis (shared/usage_flush.py); the decision itself is never cached, so a revoked token
+is refused on its very next request, on every worker.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, column, text
+from flask import current_app
+from sqlalchemy import Connection, Engine, Integer, column, text
+from sqlalchemy.exc import DBAPIError
 
 from shared.core import clock
-from shared.core.db import AUTOCOMMIT_BIND, immediate_begin
+from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import AuthError, PlanRequired
 from shared.core.extensions import db
 from shared.core.netaddr import address_allowed
@@ -31,8 +35,7 @@ from shared.models import (
     User,
     membership_is_live,
 )
-from shared.tokens import alerts as token_alerts
-from shared.tokens import usage
+from shared.tokens import usage_tally
 from shared.tokens.credentials import Credentials, invalid_api_key
 from shared.tokens.format import hash_secret, is_well_formed
 
@@ -53,17 +56,22 @@ _RELATED_COLUMNS = {
 _SELECTED = ", ".join([f"t.{c.name}" for c in _TOKEN_COLUMNS]
                       + [f"{alias}.{c.name} AS {label}" for label, (alias, c) in _RELATED_COLUMNS.items()]
                       + ["CASE WHEN t.token_hash = :token_hash THEN 1 ELSE 0 END AS current_value"])
-_LOOKUP = text(
-    f"SELECT {_SELECTED} FROM api_tokens t"
-    " JOIN memberships m ON m.id = t.created_by_membership_id"
-    " JOIN users u ON u.id = m.user_id"
-    " JOIN organizations o ON o.id = t.organization_id"
-    " LEFT JOIN partners p ON p.id = m.partner_id"
-    # The current value, or the previous one during a grace period (checked below).
-    " WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash"
-).columns(*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
-          *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
-          column("current_value", Integer))
+_FROM = (" FROM api_tokens t"
+         " JOIN memberships m ON m.id = t.created_by_membership_id"
+         " JOIN users u ON u.id = m.user_id"
+         " JOIN organizations o ON o.id = t.organization_id"
+         " LEFT JOIN partners p ON p.id = m.partner_id")
+_RESULT_COLUMNS = [*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
+                   *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
+                   column("current_value", Integer)]
+_TOKEN_NAMES = [c.name for c in _TOKEN_COLUMNS]
+_RELATED = {label: len(_TOKEN_COLUMNS) + index for index, label in enumerate(_RELATED_COLUMNS)}
+_CURRENT_VALUE = len(_RESULT_COLUMNS) - 1
+# The current value, or the previous one during a grace period (checked below).
+_LOOKUP_SQL = (f"SELECT {_SELECTED}{_FROM}"
+               " WHERE t.token_hash = :token_hash OR t.previous_token_hash = :token_hash")
+_BY_ID = text(f"SELECT {_SELECTED}{_FROM} WHERE t.id = :token_id").columns(*_RESULT_COLUMNS)
+LOOKUP_EXTENSION = "keyward.token_lookup"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +123,19 @@ class AuthenticatedToken:
     organization_slug: str
 
     @classmethod
-    def from_row(cls, row: Any) -> AuthenticatedToken:
-        values = row._mapping
-        token = {c.name: values[c.name] for c in _TOKEN_COLUMNS}
+    def from_row(cls, values: Sequence[Any]) -> AuthenticatedToken:
+        """From the lookup's columns, in order, converted to Python values."""
+        related = {label: values[index] for label, index in _RELATED.items()}
         return cls(
-            **token,
-            current_value=bool(values["current_value"]),
-            creator_role=values["creator_role"],
-            creator_live=membership_is_live(values["membership_removed_at"], values["user_is_active"],
-                                            values["partner_removed_at"]),
-            creator_user=CreatorRef(values["creator_user_id"], values["creator_email"]),
-            plan=values["plan"],
-            organization_name=values["organization_name"],
-            organization_slug=values["organization_slug"],
+            **dict(zip(_TOKEN_NAMES, values, strict=False)),
+            current_value=bool(values[_CURRENT_VALUE]),
+            creator_role=related["creator_role"],
+            creator_live=membership_is_live(related["membership_removed_at"], related["user_is_active"],
+                                            related["partner_removed_at"]),
+            creator_user=CreatorRef(related["creator_user_id"], related["creator_email"]),
+            plan=related["plan"],
+            organization_name=related["organization_name"],
+            organization_slug=related["organization_slug"],
         )
 
     def counted(self, usage_count: int, now: datetime, client_ip: str) -> AuthenticatedToken:
@@ -135,50 +143,95 @@ class AuthenticatedToken:
         return replace(self, usage_count=usage_count, last_used_at=now, last_used_ip=client_ip)
 
 
-# Set when this request's hot path committed alerts (events, notifications) for the queue.
-_alerts_written: ContextVar[bool] = ContextVar("keyward_alerts_written", default=False)
+class _Lookup:
+    """The lookup on one engine, run on the driver's own cursor: SQLAlchemy's statement execution and
+    result machinery cost more than the query itself (bench/micro.py), and one fixed statement needs
+    none of it. What it does give is kept: the pool, each column's conversion (the same result
+    processors a query through SQLAlchemy would apply: datetimes stored as text on SQLite, JSON,
+    booleans), and its exception types, so an unreachable database still answers 503.
+
+    The engine is the autocommit one on PostgreSQL (no BEGIN/COMMIT round trips) without a ping on
+    checkout: a connection the server dropped fails the query, is thrown away, and the query runs
+    once more on a fresh one (a read, safe to repeat), so a database restart costs no request and a
+    request no ping. On SQLite the driver runs in autocommit mode: the SELECT is its own transaction.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        dialect = engine.dialect
+        # sqlite3 takes :name parameters; psycopg takes %(name)s.
+        self.sql = (_LOOKUP_SQL if dialect.name == "sqlite"
+                    else _LOOKUP_SQL.replace(":token_hash", "%(token_hash)s"))
+        processors = [result.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for result in _RESULT_COLUMNS]
+        self.converters = [(index, processor) for index, processor in enumerate(processors) if processor]
+        self.error = dialect.loaded_dbapi.Error
+
+    def find(self, token_hash: str) -> AuthenticatedToken | None:
+        params = {"token_hash": token_hash}
+        for attempt in (1, 2):
+            connection = cursor = None
+            try:
+                connection = self.engine.raw_connection()  # the driver's own error when it cannot connect
+                cursor = connection.cursor()
+                cursor.execute(self.sql, params)
+                row = cursor.fetchone()
+                cursor.close()
+            except self.error as error:
+                dropped = connection is not None and self.engine.dialect.is_disconnect(
+                    error, connection.dbapi_connection, cursor)
+                if connection is not None:
+                    if dropped:
+                        connection.invalidate()
+                    connection.close()
+                if dropped and attempt == 1:
+                    continue
+                raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
+                                          connection_invalidated=dropped) from error
+            connection.close()
+            break
+        if row is None:
+            return None
+        values = list(row)
+        for index, convert in self.converters:
+            values[index] = convert(values[index])
+        return AuthenticatedToken.from_row(values)
 
 
-def take_alerts_written() -> bool:
-    """Whether alerts were written since the last call (then the caller pokes the queue)."""
-    written = _alerts_written.get()
-    _alerts_written.set(False)
-    return written
+def _lookup() -> _Lookup:
+    extensions = current_app.extensions
+    lookup = extensions.get(LOOKUP_EXTENSION)
+    if lookup is None:
+        lookup = extensions[LOOKUP_EXTENSION] = _Lookup(db.engines.get(AUTOCOMMIT_BIND) or db.engine)
+    return lookup
 
 
-def connect() -> Connection:
-    """The connection the hot path runs on: on PostgreSQL from an autocommit engine (the lookup
-    needs no transaction and the count is one statement, atomic by itself), which saves the
-    BEGIN and COMMIT round trips; on SQLite the app's engine (the count is a BEGIN IMMEDIATE
-    transaction, see record_use)."""
-    return db.engines[AUTOCOMMIT_BIND if AUTOCOMMIT_BIND in db.engines else None].connect()
+def find_token(token_hash: str) -> AuthenticatedToken | None:
+    return _lookup().find(token_hash)
 
 
-def find_token(connection: Connection, token_hash: str) -> AuthenticatedToken | None:
-    row = connection.execute(_LOOKUP, {"token_hash": token_hash}).first()
-    # A SQLite reader cannot become a writer once another writer committed: end the read here
-    # (record_use then starts with BEGIN IMMEDIATE). With autocommit (PostgreSQL) it is a no-op.
-    connection.commit()
+def find_token_by_id(connection: Connection, token_id: int) -> AuthenticatedToken | None:
+    """The token as authentication reads it, by id (the usage flusher's alerts describe it so)."""
+    row = connection.execute(_BY_ID, {"token_id": token_id, "token_hash": ""}).first()
     return AuthenticatedToken.from_row(row) if row is not None else None
 
 
-def authenticate(connection: Connection, credentials: Credentials, client_ip: str, *,
-                 user_agent: str | None = None, path: str = "") -> AuthenticatedToken:
+def authenticate(credentials: Credentials, client_ip: str, *, user_agent: str | None = None,
+                 path: str = "") -> AuthenticatedToken:
     """Every check of SPEC 5 up to the plan, in order; raises AuthError.
 
-    A canary is answered exactly as an unknown value (SPEC 11), after recording the trip.
+    A canary is answered exactly as an unknown value (SPEC 11), after tallying the trip: the
+    usage flusher counts it and raises its alerts, so the request path writes nothing.
     """
     if credentials.value is None:
         raise invalid_api_key(credentials.problem or "The API key is missing")
     if not is_well_formed(credentials.value):
         raise invalid_api_key()
-    token = find_token(connection, hash_secret(credentials.value))
+    token = find_token(hash_secret(credentials.value))
     if token is None or token.revoked_at is not None:
         raise invalid_api_key()
     if token.is_canary:
-        with immediate_begin(connection):
-            token_alerts.canary_used(connection, token, client_ip, user_agent, path)
-        _alerts_written.set(True)
+        usage_tally.accounting().count_trip(token, client_ip, user_agent, path)
         raise invalid_api_key()
     if not token.current_value and (token.previous_expires_at is None or token.previous_expires_at <= clock.now()):
         raise invalid_api_key()  # an old value after its grace period
@@ -193,18 +246,3 @@ def authenticate(connection: Connection, credentials: Credentials, client_ip: st
     if token.plan == Plan.NONE:
         raise PlanRequired("The organization has no plan; choose a plan to use API tokens")
     return token
-
-
-def record_use(connection: Connection, token: AuthenticatedToken, client_ip: str,
-               right: tuple[str, str] | None = None) -> AuthenticatedToken:
-    """Count one accepted request in one write transaction (no count is lost under concurrency);
-    `right` is the (scope, method) it uses when the token may (observed use, for narrowing)."""
-    now = clock.now()
-    with immediate_begin(connection):
-        counted = usage.record_request(connection, token, now, client_ip, right)
-        anomaly = counted.new_network and counted.usage_count > 1  # a first use is no anomaly
-        if anomaly:
-            token_alerts.flag_new_network(connection, token, counted.network, client_ip, now)
-    if anomaly:
-        _alerts_written.set(True)
-    return token.counted(counted.usage_count, now, client_ip)

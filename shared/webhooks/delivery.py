@@ -23,14 +23,14 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from shared.audit import record as audit
+from shared.audit.record import record as audit
 from shared.core import clock, metrics
 from shared.core.config import DEFAULT_WEBHOOK_CONCURRENCY
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest
 from shared.core.extensions import db
 from shared.models import DeliveryStatus, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from shared.notifications import notices
+from shared.notifications.notices import notices
 from shared.webhooks.endpoints import live_endpoints
 from shared.webhooks.signing import SIGNATURE_HEADER, event_body, signature
 from shared.webhooks.ssrf import RefusedDestination, parse_url, resolve_destination

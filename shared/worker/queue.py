@@ -7,7 +7,7 @@ Storage comes from KEYWARD_QUEUE_URL: `sqlite:///path` (the default, instance/qu
   email unsent notifications (mailer.send_pending). Under the consumer, webhook deliveries are
   sent by the worker's delivery threads (webhooks.pool), which the job only wakes, so a receiver
   that hangs never holds up the queue; `worker --once` sends them itself before it returns;
-- `sweep`, every minute: expiry reminders (reminders.send_expiry_reminders), the unused-token
+- `sweep`, every minute: usage tallies waiting in Redis (usage_flush.sweep), expiry reminders (reminders.send_expiry_reminders), the unused-token
   policy (dormant.deactivate_unused), forgetting exchanged OIDC tokens that expired
   (publishers.forget_used_jtis), then a dispatch of
   whatever is left. That is what makes the outbox survive a queue outage: events and
@@ -38,10 +38,10 @@ from sqlalchemy.orm import Session
 
 from shared.core import metrics
 from shared.core.config import ConfigError
-from shared.events import outbox
-from shared.notifications import mailer
+from shared.events.outbox import outbox
+from shared.notifications.notices import mailer
 from shared.publishers import service as publishers
-from shared.tokens import dormant, reminders
+from shared.tokens import dormant, reminders, usage_flush
 from shared.webhooks import delivery
 from shared.webhooks.pool import DeliveryPool
 
@@ -73,6 +73,9 @@ def dispatch_outbox() -> None:
 
 
 def sweep() -> None:
+    # Usage tallies first (Redis's, even when no web process drains it): the unused-token policy
+    # reads last_used_at.
+    usage_flush.sweep(current_app._get_current_object())
     metrics.REMINDERS_SENT.inc(reminders.send_expiry_reminders())
     dormant.deactivate_unused()
     publishers.forget_used_jtis()

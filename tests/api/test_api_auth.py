@@ -73,19 +73,28 @@ def test_unknown_token_with_valid_checksum_is_invalid(client, app, make, editor)
 def test_checksum_rejection_touches_no_database(client, app, make, editor):
     issued = make.token(editor)
     tampered = issued.secret[:-1] + ("0" if issued.secret[-1] != "0" else "1")
-    statements = []
+    used = []
     with app.app_context():
         from shared.core.extensions import db
 
-        engine = db.engine
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
+        engines = list(db.engines.values())
+    # The lookup runs on the driver's cursor, past SQLAlchemy's statement events: watch every engine's
+    # pool instead (no connection taken at all) as well as its statements.
+    listeners = [("checkout", lambda *args: used.append("checkout")),
+                 ("before_cursor_execute", lambda *args: used.append(args[2]))]
+    for engine in engines:
+        for name, listener in listeners:
+            event.listen(engine, name, listener)
     try:
+        assert client.get("/api/v1/me", headers=issued.headers).status_code == 200 and used  # they do see a lookup
+        used.clear()
         response = client.get("/api/v1/me", headers=bearer(tampered))
     finally:
-        event.remove(engine, "before_cursor_execute", listener)
+        for engine in engines:
+            for name, listener in listeners:
+                event.remove(engine, name, listener)
     assert response.status_code == 401
-    assert statements == []
+    assert used == []
 
 
 def test_token_in_query_string_is_never_accepted(client, make, editor):
@@ -270,6 +279,7 @@ def test_usage_is_counted_with_last_used(client, make, editor, clock):
     issued = make.token(editor)
     for _ in range(3):
         client.get("/api/v1/me", headers=issued.headers, environ_base={"REMOTE_ADDR": "198.51.100.4"})
+    make.flush_usage()
     token = make.get_token(issued.id)
     assert token.usage_count == 3
     assert token.last_used_at == clock.now()
@@ -280,6 +290,7 @@ def test_refused_requests_are_not_counted(client, make, editor, clock):
     issued = make.token(editor, expires_in_days=1)
     clock.advance(days=2)
     client.get("/api/v1/me", headers=issued.headers)
+    make.flush_usage()
     assert make.get_token(issued.id).usage_count == 0
 
 
@@ -310,7 +321,32 @@ def test_token_rate_limit_refuses_with_retry_after(make, app_with):
     assert refused.get_json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.headers["X-RateLimit-Remaining"] == "0"
+    factory.flush_usage()
     assert factory.get_token(issued.id).usage_count == 3
+
+
+def test_a_lookup_connection_the_server_dropped_costs_no_request(client, app, make, editor):
+    """The lookup takes connections without a ping; one the server closed is replaced and the query
+    run again, so a database restart or an idle timeout never answers 503."""
+    from sqlalchemy import text
+
+    from shared.core.extensions import db
+    from shared.tokens import authn
+
+    issued = make.token(editor)
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    with app.test_request_context():
+        engine = authn._lookup().engine
+        if engine.dialect.name != "postgresql":
+            pytest.skip("a server that drops connections: PostgreSQL (TEST_DATABASE_URL)")
+        pooled = engine.raw_connection()  # the one the lookup just used and gave back
+        cursor = pooled.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+        pooled.close()
+        with db.engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
 
 
 def test_healthz(client):

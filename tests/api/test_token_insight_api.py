@@ -27,6 +27,7 @@ def test_usage_lists_every_day_oldest_first(client, make, org, clock):
     clock.advance(days=2)
     for _ in range(3):
         client.get("/api/v1/me", headers=issued.headers)
+    make.flush_usage()
 
     answer = client.get(f"/api/v1/tokens/{issued.id}/usage?days=4", headers=manager.headers)
 

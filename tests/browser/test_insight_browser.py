@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_portal_browser import row, sign_in
+from tests.conftest import settled
 
 pytestmark = pytest.mark.browser
 
@@ -69,6 +70,9 @@ def test_detail_page_charts_the_real_requests(page, make, server, screenshot):
     seed_history(make, issued.id)
     for address, method, path in REQUESTS:
         assert call(server, issued.secret, address, method, path) in (200, 201)
+    total = len(REQUESTS) + sum(HISTORY.values())
+    # The server's usage flushers write the requests within about two intervals.
+    assert settled(lambda: make.get_token(issued.id).usage_count, total) == total
     refused: list[str] = []
     page.on("console", lambda message: refused.append(message.text)
             if "Content Security Policy" in message.text else None)
@@ -79,7 +83,6 @@ def test_detail_page_charts_the_real_requests(page, make, server, screenshot):
 
     expect(page.get_by_role("heading", name="Reporting sync", level=1)).to_be_visible()
     today = datetime.now(UTC).date()
-    total = len(REQUESTS) + sum(HISTORY.values())
     chart = page.get_by_role("img", name=re.compile(r"^Requests per day"))
     expect(chart).to_be_visible()
     expect(chart).to_have_accessible_description(re.compile(rf"^{total:,} requests from "))

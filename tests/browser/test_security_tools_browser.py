@@ -9,8 +9,10 @@ import urllib.request
 import pytest
 from playwright.sync_api import Page, expect
 
+from shared.models import ApiToken
 from tests.browser.test_portal_browser import api_status, row, sign_in
 from tests.browser.test_rotation_browser import watch_csp
+from tests.conftest import settled
 
 pytestmark = pytest.mark.browser
 
@@ -97,6 +99,8 @@ def test_a_canary_is_created_with_its_checkbox_and_shows_its_badge(page: Page, a
     page.get_by_role("button", name="Generate token").click()
     secret = page.locator("[data-token-value]").inner_text().strip()
     assert api_status(server, secret) == 401
+    canary = next(t for t in make.rows(ApiToken) if t.name == "backup-aws-keys")
+    assert settled(lambda: make.get_token(canary.public_id).canary_trips, 1) == 1  # the server's flusher
     page.goto("/settings/api-tokens")
     the_row = row(page, "backup-aws-keys")
     expect(the_row).to_contain_text("Canary")
@@ -111,6 +115,7 @@ def test_narrow_to_what_it_used_after_a_confirm(page: Page, acme, make, server):
                                      headers={"Authorization": f"Bearer {token.secret}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+    assert settled(lambda: make.get_token(token.id).usage_count, 1) == 1  # observed use, written by the flusher
     sign_in(page, acme["owner"])
     page.get_by_role("link", name="Reporting").click()
     page.get_by_role("button", name="Narrow to what it used").click()

@@ -251,6 +251,7 @@ def test_hub_shows_last_used_and_usage(client, make, world, clock):
     assert "never" in row
     for _ in range(3):
         assert me_status(client, issued.secret) == 200
+    make.flush_usage()
     clock.advance(days=5)
     row = row_html(html(client.get(HUB)), issued.id)
     assert "5 days ago" in row and re.search(r'<td class="num">3</td>', row)

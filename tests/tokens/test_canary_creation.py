@@ -112,6 +112,7 @@ def test_a_created_canary_answers_byte_for_byte_as_an_unknown_token_and_is_audit
         unknown = there.get(path, headers={**bearer(_unknown_value()), "User-Agent": "intruder/1.0"},
                             environ_base={"REMOTE_ADDR": "198.51.100.9"})
         assert tripped.status_code == 401 and _comparable(tripped) == _comparable(unknown)
+    make.flush_usage()
 
     token = make.get_token(canary.id)
     assert token.canary_trips == 3 and token.usage_count == 0
@@ -144,6 +145,7 @@ def test_a_created_canary_grants_nothing_on_any_endpoint(app, client, make, org)
                                headers=bearer(canary.secret))
         assert response.status_code == 401, (op.method, op.rule, response.status_code)
         assert response.get_json()["error"]["code"] == "invalid_api_key"
+    make.flush_usage()
     assert make.get_token(canary.id).canary_trips == len(authenticated)
 
 
@@ -204,6 +206,7 @@ def test_a_security_manager_creates_a_canary_in_the_form_and_the_list_shows_its_
     assert "badge-canary" in row and "Canary" in row and "never tripped" in row
     for _ in range(3):
         client.application.test_client().get("/api/v1/me", headers=bearer(secret))
+    make.flush_usage()
     assert "tripped 3 times" in _row(client.get("/settings/api-tokens").get_data(as_text=True), token.public_id)
 
 

@@ -124,6 +124,7 @@ def test_the_chart_shows_the_real_requests_per_day(client, make, owner, clock):
             assert client.get("/api/v1/documents", headers=issued.headers).status_code == 200
         made[clock.current.date().isoformat()] = count
     clock.current = start
+    make.flush_usage()
 
     page = page_of(signed_in(client, owner), issued.id)
 
@@ -163,6 +164,7 @@ def test_networks_list_first_and_last_seen_and_requests(client, make, owner, clo
     first_day = clock.now()
     clock.advance(days=2)
     client.get("/api/v1/me", headers=issued.headers, environ_base={"REMOTE_ADDR": "203.0.113.50"})
+    make.flush_usage()
 
     page = page_of(signed_in(client, owner), issued.id)
 
@@ -215,6 +217,7 @@ def test_rights_cells_are_tokens_rights_table_and_mark_what_was_used(client, mak
     assert client.get("/api/v1/documents", headers=issued.headers).status_code == 200
     assert client.post("/api/v1/documents", json={"title": "x"}, headers=issued.headers).status_code == 201
     assert client.get("/api/v1/billing", headers=issued.headers).status_code == 403  # refused: not a use
+    make.flush_usage()
 
     page = page_of(signed_in(client, owner), issued.id)
 

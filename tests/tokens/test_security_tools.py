@@ -517,6 +517,7 @@ def test_narrowing_removes_only_unused_rights_and_the_token_keeps_working_for_wh
     assert client.get("/api/v1/documents", headers=token.headers).status_code == 200
     assert client.get("/api/v1/projects", headers=token.headers).status_code == 200
     assert client.get(f"/api/v1/documents/{document}", headers=token.headers).status_code == 200
+    make.flush_usage()  # observed use is what the usage flusher wrote
 
     response = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers)
     assert response.status_code == 200, response.get_json()
@@ -549,8 +550,10 @@ def test_narrowing_looks_at_the_last_30_days_only(client, make, narrowing, clock
     _, owner, key = narrowing
     token = make.token(owner, scopes=["documents", "projects"], permissions=["read", "write"])
     client.post("/api/v1/documents", json={"title": "long ago"}, headers=token.headers)
+    make.flush_usage()
     clock.advance(days=31)
     client.get("/api/v1/projects", headers=token.headers)
+    make.flush_usage()
     body = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers).get_json()
     assert body["rights"] == {"projects": ["read"]}
 
@@ -570,6 +573,7 @@ def test_narrowing_a_token_that_used_everything_changes_nothing(client, make, na
     _, owner, key = narrowing
     token = make.token(owner, scopes=["documents"], permissions=["read"])
     client.get("/api/v1/documents", headers=token.headers)
+    make.flush_usage()
     response = client.post(f"/api/v1/tokens/{token.id}/narrow", headers=key.headers)
     assert response.status_code == 200 and response.get_json()["scopes"] == ["documents"]
     assert not make.rows(AuditEvent, action="token.narrowed")
@@ -580,6 +584,7 @@ def test_who_may_narrow(client, make, narrowing):
     editor = make.api_member(org, "editor")
     theirs = make.token(editor, scopes=["documents", "projects"])
     client.get("/api/v1/documents", headers=theirs.headers)
+    make.flush_usage()
     security_key = _key(make, make.api_member(org, "security_manager"))
     refused = client.post(f"/api/v1/tokens/{theirs.id}/narrow", headers=security_key.headers)
     assert refused.status_code == 403  # sees every token, edits none but their own
@@ -710,6 +715,7 @@ def test_narrow_to_what_it_used_on_the_detail_page(app, make, narrowing, client)
     browser = _login(app, owner)
     assert "Narrow to what it used" not in html(browser.get(f"{TOKENS}/{token.id}"))  # nothing used yet
     client.get("/api/v1/documents", headers=token.headers)
+    make.flush_usage()
     page = html(browser.get(f"{TOKENS}/{token.id}"))
     assert "Narrow to what it used" in page and f'id="narrow-{token.id}"' in page
     dialog = page[page.index(f'id="narrow-{token.id}"'):page.index("</dialog>", page.index(f'id="narrow-{token.id}"'))]
@@ -731,6 +737,7 @@ def test_a_partner_user_narrows_their_own_token_in_the_hub(app, make, client):
     partner_user = make.member(org, "partner_admin", partner_id=make.partner(org))
     token = make.token(partner_user, scopes=["documents", "projects"], permissions=["read", "write"])
     client.get("/api/v1/documents", headers=token.headers)
+    make.flush_usage()
     browser = _login(app, partner_user)
     page = html(browser.get(f"/hub/api-tokens/{token.id}"))
     assert "Narrow to what it used" in page and "Revoke selected" not in html(browser.get("/hub/api-tokens"))

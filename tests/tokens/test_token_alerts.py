@@ -1,5 +1,6 @@
-"""Alerts raised on the API's hot path (SPEC 11): a new network (`token.anomaly`) and a canary
-token presented (`token.canary_used`)."""
+"""Alerts the API's requests call for (SPEC 11): a new network (`token.anomaly`) and a canary
+token presented (`token.canary_used`), raised by the usage flusher (make.flush_usage), off the
+request path."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def test_anomaly_fires_once_per_new_network_never_for_known_ones_or_the_first_us
     for address in ("198.51.100.1", "198.51.100.9", "203.0.113.5", "203.0.113.6", "198.51.100.2",
                     "192.0.2.1", "192.0.2.1"):
         assert client.get("/api/v1/me", headers=issued.headers, environ_base=_from(address)).status_code == 200
+    make.flush_usage()
 
     anomalies = _rows(make, Event, type="token.anomaly", token_id=token_id)
     assert [e.data["network"] for e in anomalies] == ["203.0.113.0/24", "192.0.2.0/24"]
@@ -59,6 +61,7 @@ def test_an_organization_tokens_new_network_is_told_to_owners_and_admins(client,
     issued = make.token(admin, type="organization")
     for address in ("198.51.100.1", "203.0.113.1"):
         client.get("/api/v1/me", headers=issued.headers, environ_base=_from(address))
+    make.flush_usage()
     notices = _rows(make, Notification, kind="anomaly")
     assert {n.user_id for n in notices} == {admin.user_id, owner.user_id}
 
@@ -109,6 +112,7 @@ def test_a_canary_use_is_counted_audited_and_notified_and_never_counted_as_usage
                environ_base=_from("203.0.113.77"))
     client.post("/api/v1/tokens", json={"name": "x"}, headers=bearer(canary.secret),
                 environ_base=_from("203.0.113.77"))
+    make.flush_usage()
 
     token = make.get_token(canary.id)
     assert token.canary_trips == 2 and token.usage_count == 0 and token.last_used_at is None

@@ -43,6 +43,7 @@ def test_per_day_counts_equal_the_requests_across_midnight_utc(client, make, clo
     assert client.get("/api/v1/billing", headers=issued.headers).status_code == 403
     assert client.get("/api/v1/me", headers={"Authorization": "Bearer kw_nope"}).status_code == 401
 
+    make.flush_usage()
     assert _days(make, issued.id) == {"2026-11-24": 3, "2026-11-25": 3}
     assert make.get_token(issued.id).usage_count == 6
 
@@ -57,6 +58,7 @@ def test_networks_group_addresses_and_keep_first_and_last_seen(client, make, clo
     client.get("/api/v1/me", headers=issued.headers, environ_base={"REMOTE_ADDR": "2001:db8:1:2::5"})
     client.get("/api/v1/me", headers=issued.headers, environ_base={"REMOTE_ADDR": "2001:db8:1:2:ffff::9"})
 
+    make.flush_usage()
     networks = _networks(make, issued.id)
     assert {name: value[0] for name, value in networks.items()} == {
         "198.51.100.0/24": 2, "203.0.113.0/24": 1, "2001:db8:1:2::/64": 2}
@@ -82,8 +84,10 @@ def test_observed_rights_are_the_allowed_scope_and_method_pairs_of_the_last_30_d
     assert client.get("/api/v1/me", headers=issued.headers).status_code == 200  # no scope
     token_id = make.get_token(issued.id).id
 
+    make.flush_usage()
     assert make.run(lambda: usage.observed_rights(token_id)) == {("documents", "GET"), ("documents", "POST")}
     clock.advance(days=29)
     client.get("/api/v1/projects", headers=issued.headers)
+    make.flush_usage()
     clock.advance(days=2)
     assert make.run(lambda: usage.observed_rights(token_id)) == {("projects", "GET")}
