@@ -60,8 +60,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     ratelimits.init_app(app)
-    usage_flush.init_app(app)
-    task_queue.init_app(app)
+    usage = usage_flush.init_app(app)
+    queue = task_queue.init_app(app)
+    usage.on_alerts = queue.poke  # alerts raised by a usage flush reach the worker at once
 
     from api import bp as api_bp
     from partner_hub import bp as hub_bp

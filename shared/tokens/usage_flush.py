@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -72,6 +73,9 @@ class UsageAccounting:
         self.redis = (usage_redis.RedisTallies(storage, app.config.get("RATELIMIT_KEY_PREFIX") or "keyward")
                       if usage_redis.supports(storage) else None)
         self.background = not app.testing
+        # Called after a batch wrote alerts (events, notifications): the app wires the task queue's
+        # poke here, so this module never imports the worker that drains it.
+        self.on_alerts: Callable[[], None] | None = None
         self._start_lock = threading.Lock()
         self._new_process()
 
@@ -181,11 +185,8 @@ class UsageAccounting:
                         batch.source, batch.number, batch.tally.requests, type(error).__name__,
                         _reason(error))
             return False
-        if applied.alerts:
-            # Imported here: the queue's jobs import this module (the sweep drains usage).
-            from shared.worker.queue import queue_for
-
-            queue_for(self.app).poke()
+        if applied.alerts and self.on_alerts is not None:
+            self.on_alerts()
         return True
 
     def close(self) -> bool:
