@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from shared.core.extensions import db
 from shared.webhooks import ssrf
-from tests.conftest import Factory, bearer, csrf_from, login
+from tests.conftest import Factory, csrf_from, login
 from tests.test_webhooks import (
     add_endpoint,
     attempts_of,

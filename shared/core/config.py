@@ -87,6 +87,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_SMTP_URL": env.get("KEYWARD_SMTP_URL"),
         "KEYWARD_MAIL_FROM": env.get("KEYWARD_MAIL_FROM", "keyward@localhost"),
         "KEYWARD_WEBHOOK_ALLOW_PRIVATE": _flag(env.get("KEYWARD_WEBHOOK_ALLOW_PRIVATE")),
+        # Extra CAs (PEM) trusted for webhook deliveries and SMTP, beside the system's.
+        "KEYWARD_CA_BUNDLE": env.get("KEYWARD_CA_BUNDLE") or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

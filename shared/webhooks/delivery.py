@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 
 from shared.audit import record as audit
-from shared.core import clock
+from shared.core import clock, tls
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest
 from shared.core.extensions import db
@@ -202,8 +202,7 @@ class _PinnedTLSConnection(_PinnedConnection):
     default_port = http.client.HTTPS_PORT
 
     def connect(self) -> None:
-        context = ssl.create_default_context()
-        self.sock = context.wrap_socket(self._open_socket(), server_hostname=self.host)
+        self.sock = tls.client_context().wrap_socket(self._open_socket(), server_hostname=self.host)
 
 
 def _clean_error(text: str, secret: str) -> str:
