@@ -48,6 +48,7 @@ def test_each_role_has_exactly_its_row_of_the_matrix(role):
     assert {c for c in C if roles.can(Role(role), c)} == capabilities  # the enum reads the same
     assert {p.value for p in roles.role_permissions(role)} == permissions
     assert {s.value for s in roles.role_scopes(role)} == scopes
+    assert {s.value for s in roles._scopes_for(Role(role))} == scopes  # the rule itself, not only its table
     assert roles.allowed_token_types(role) == token_types
     assert roles.manages_every_token_via_api(role) is (C.SEE_ALL_TOKENS in capabilities)
     assert roles.is_valid_role(role) and roles.as_role(role) == Role(role)

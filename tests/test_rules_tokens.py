@@ -91,6 +91,11 @@ def test_the_rights_table_is_decide_for_every_scope_and_method():
     assert [(r["scope"], r["method"]) for r in table if r["allowed"]] == [("documents", "GET")]
 
 
+def test_an_allowed_row_carries_no_reason_whatever_decide_notes(monkeypatch):
+    monkeypatch.setattr(rights, "decide", lambda token, scope, method: rights.Decision(True, None, "noted"))
+    assert {row["reason"] for row in rights.rights_table(token())} == {None}
+
+
 # --------------------------------------------------------------------------- require
 
 
