@@ -220,3 +220,33 @@ def test_email_is_not_sent_to_a_server_whose_certificate_fails(app_with, ca, ca_
     assert server.logins == [] and server.messages == []  # no password, no mail to an unverified server
     assert len(unsent) == 1  # given back for the next run
     assert "SSLCertVerificationError" in caplog.text and "p@ss word" not in caplog.text
+
+
+def test_no_password_goes_to_a_server_that_does_not_offer_starttls(app_with, caplog):
+    """A server without STARTTLS (or a man in the middle stripping it) never sees the password."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from shared.models import Notification
+    from shared.notifications import mailer
+
+    seen: list[bytes] = []
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        seen.append(auth_data.password)
+        return AuthResult(success=True)
+
+    plain = SmtpServer()
+    plain.controller = Controller(plain, hostname="127.0.0.1", port=plain.port, authenticator=authenticate,
+                                  auth_require_tls=False)
+    plain.controller.start()
+    try:
+        app = app_with(KEYWARD_SMTP_URL=f"smtp://mailer:p%40ss%20word@127.0.0.1:{plain.port}")
+        notify_one(app)
+        with caplog.at_level(logging.WARNING, logger="keyward.mailer"), app.app_context():
+            assert mailer.send_pending() == 0
+            unsent = db.session.scalars(select(Notification.id).where(Notification.email_sent_at.is_(None))).all()
+    finally:
+        plain.stop()
+    assert seen == [] and plain.messages == []
+    assert len(unsent) == 1 and "SMTPNotSupportedError" in caplog.text

@@ -1,7 +1,8 @@
 """Notification emails (SPEC 11): each notification to its user, when KEYWARD_SMTP_URL is set.
 
 `KEYWARD_SMTP_URL` is `smtp://host:port` (optionally `smtp://user:password@host:port`; STARTTLS
-is used when the server offers it, its certificate verified, KEYWARD_CA_BUNDLE adding trusted CAs).
+is used when the server offers it, and required when a user name is given, the certificate always
+verified, KEYWARD_CA_BUNDLE adding trusted CAs).
 Each email has a plain-text and an HTML part (multipart/alternative), rendered from
 shared/templates/email/, from KEYWARD_MAIL_FROM.
 
@@ -93,6 +94,10 @@ class _Connection:
             if smtp.has_extn("starttls"):
                 smtp.starttls(context=tls.client_context())
                 smtp.ehlo()
+            elif self.server.username:
+                # A server (or someone in between) that does not offer STARTTLS never gets the password.
+                smtp.close()
+                raise smtplib.SMTPNotSupportedError("STARTTLS is not offered; not sending the password in clear")
             if self.server.username:
                 smtp.login(self.server.username, self.server.password or "")
             self.smtp = smtp
