@@ -161,6 +161,18 @@ def clock():
     clock_module.set_clock(None)
 
 
+@pytest.fixture(autouse=True)
+def steady_rate_limit_windows(monkeypatch):
+    """Rate-limit windows follow the test's clock when it installs one, and otherwise stand at the
+    moment the test began: a minute boundary falling mid-test cannot start a fresh window under a
+    test that is exhausting one. (Production reads real time; the storage's expiry stays real.)"""
+    from shared.core import ratelimits
+
+    began = time.time()
+    monkeypatch.setattr(ratelimits, "window_now", lambda: clock_module.now().timestamp()
+                        if clock_module._clock is not None else began)
+
+
 # --------------------------------------------------------------------------- factories
 
 

@@ -148,6 +148,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_WORKER_METRICS_BIND": env.get("KEYWARD_WORKER_METRICS_BIND", "").strip() or None,
         "KEYWARD_USAGE_FLUSH_SECONDS": _seconds("KEYWARD_USAGE_FLUSH_SECONDS",
                                                 env.get("KEYWARD_USAGE_FLUSH_SECONDS", "1")),
+        # Extra CAs (PEM) trusted for webhook deliveries and SMTP, beside the system's.
+        "KEYWARD_CA_BUNDLE": env.get("KEYWARD_CA_BUNDLE") or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -21,6 +20,7 @@ from flask import Flask, current_app
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 
+from shared.core import clock
 from shared.core.errors import ServiceError
 from shared.core.window_counters import WindowCounters
 
@@ -65,7 +65,7 @@ class RateState:
 
     @property
     def retry_after(self) -> int:
-        return max(1, math.ceil(self.reset - time.time()))
+        return max(1, math.ceil(self.reset - window_now()))
 
 
 def _key(*identifiers: str) -> tuple[str, ...]:
@@ -73,10 +73,16 @@ def _key(*identifiers: str) -> tuple[str, ...]:
     return (current_app.config.get("RATELIMIT_KEY_PREFIX") or "keyward", *identifiers)
 
 
+def window_now() -> float:
+    """Now in unix seconds, for the windows: the app's clock (real time unless one is installed), so
+    tests can hold the window a request falls in still. The storage's own expiry stays real."""
+    return clock.now().timestamp()
+
+
 def _window(item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[str, int, int]:
     """The current window of this limit and bucket: its storage key, its length and its end."""
     period = item.get_expiry()
-    start = int(time.time() // period * period)
+    start = int(window_now() // period * period)
     return f"{item.key_for(*_key(*identifiers))}/{start}", period, start + period
 
 

@@ -119,8 +119,8 @@ ROLE_SCOPES: dict[Role, frozenset[Scope]] = {role: _scopes_for(role) for role in
 
 def as_role(value: str | Role | None) -> Role | None:
     try:
-        return Role(value) if value is not None else None
-    except ValueError:
+        return Role(value)
+    except ValueError:  # None or a name that is no role
         return None
 
 

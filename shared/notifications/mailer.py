@@ -1,8 +1,10 @@
 """Notification emails (SPEC 11): each notification to its user, when KEYWARD_SMTP_URL is set.
 
 `KEYWARD_SMTP_URL` is `smtp://host:port` (optionally `smtp://user:password@host:port`; STARTTLS
-is used when the server offers it). Each email has a plain-text and an HTML part
-(multipart/alternative), rendered from shared/templates/email/, from KEYWARD_MAIL_FROM.
+is used when the server offers it, and required when a user name is given, the certificate always
+verified, KEYWARD_CA_BUNDLE adding trusted CAs).
+Each email has a plain-text and an HTML part (multipart/alternative), rendered from
+shared/templates/email/, from KEYWARD_MAIL_FROM.
 
 With email off, notifications are marked handled without sending, so they are not retried for
 ever and switching email on later does not flood anyone with old news (docs/decisions.md). A
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -22,6 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from flask import current_app, render_template
 
+from shared.core import tls
 from shared.core.config import ConfigError
 from shared.models import Notification
 from shared.notifications.notices import notices
@@ -90,8 +92,12 @@ class _Connection:
             smtp = smtplib.SMTP(self.server.host, self.server.port, timeout=SMTP_TIMEOUT_SECONDS)
             smtp.ehlo()
             if smtp.has_extn("starttls"):
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=tls.client_context())
                 smtp.ehlo()
+            elif self.server.username:
+                # A server (or someone in between) that does not offer STARTTLS never gets the password.
+                smtp.close()
+                raise smtplib.SMTPNotSupportedError("STARTTLS is not offered; not sending the password in clear")
             if self.server.username:
                 smtp.login(self.server.username, self.server.password or "")
             self.smtp = smtp

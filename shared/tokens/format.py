@@ -32,7 +32,7 @@ def _prefix() -> str:
 
 
 def _checksum(body: str) -> str:
-    return f"{zlib.crc32(body.encode('ascii')) & 0xFFFFFFFF:08x}"
+    return f"{zlib.crc32(body.encode()) & 0xFFFFFFFF:08x}"
 
 
 def generate_secret() -> str:

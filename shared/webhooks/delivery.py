@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from shared.audit.record import record as audit
-from shared.core import clock, metrics
+from shared.audit import record as audit
+from shared.core import clock, metrics, tls
 from shared.core.config import DEFAULT_WEBHOOK_CONCURRENCY
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest
@@ -268,8 +268,7 @@ class _PinnedTLSConnection(_PinnedConnection):
     default_port = http.client.HTTPS_PORT
 
     def connect(self) -> None:
-        context = ssl.create_default_context()
-        self.sock = context.wrap_socket(self._open_socket(), server_hostname=self.host)
+        self.sock = tls.client_context().wrap_socket(self._open_socket(), server_hostname=self.host)
 
 
 def _clean_error(text: str, secret: str) -> str:

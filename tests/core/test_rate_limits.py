@@ -2,8 +2,9 @@
 429 rate_limited with Retry-After; failed authentication and failed sign-ins throttled per client
 address; and one limit for all gunicorn workers when Redis holds the counters.
 
-The limiter counts in real time (the `limits` library reads time.time(), not shared.clock), so the
-tests exhaust a window by sending its requests quickly rather than by moving a clock.
+Windows are cut on shared.core.clock: in these tests they stand still for the whole test (or move
+with the test's clock), so a minute boundary falling mid-test cannot reset a window being exhausted.
+Live servers run on real time, so their tests use windows a test cannot straddle in practice.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared.core import ratelimits
 from tests.api.test_data_api_rules import ENDPOINTS, call
 from tests.conftest import TEST_REDIS_URL, Factory, bearer, login, settled
 
@@ -62,7 +64,8 @@ def test_every_endpoint_answers_rate_limit_headers_on_success_and_on_bad_input(c
     (limit, remaining, reset), after = rate(ok), rate(bad)
     assert limit == 600  # business plan default
     assert after[:2] == (600, remaining - 1)
-    assert time.time() <= reset <= time.time() + 61
+    window_now = ratelimits.window_now()  # the test's window: real time when the test began
+    assert window_now < reset <= window_now + 60
     assert abs(after[2] - reset) <= 1  # the same window (Redis reports its TTL in whole seconds)
 
 
@@ -246,15 +249,19 @@ def _get(url: str, headers: dict[str, str]) -> int:
         return error.code
 
 
-def test_one_limit_holds_across_gunicorn_workers_with_redis(make, live_server):
+def test_one_limit_holds_across_gunicorn_workers_with_redis(make, live_server, request):
     if not TEST_REDIS_URL:
         pytest.skip("needs TEST_REDIS_URL: with memory:// each worker keeps its own counters "
                     "(CI runs the suite again with Redis)")
+    import redis
+
     _, issued = owner_with_token(make, "free", scopes=["documents"])
-    server = live_server(workers=3, RATELIMIT_STORAGE_URI=TEST_REDIS_URL,
-                         RATELIMIT_KEY_PREFIX=f"kwtest-workers-{uuid.uuid4().hex}",
-                         KEYWARD_RATE_LIMITS="free=20/minute;business=100000/minute;enterprise=100000/minute",
-                         KEYWARD_AUTH_FAILURE_LIMIT="5/minute")
+    prefix = f"kwtest-workers-{uuid.uuid4().hex}"
+    store = redis.Redis.from_url(TEST_REDIS_URL)
+    request.addfinalizer(lambda: [store.delete(key) for key in store.scan_iter(f"*{prefix}*")] and None)
+    server = live_server(workers=3, RATELIMIT_STORAGE_URI=TEST_REDIS_URL, RATELIMIT_KEY_PREFIX=prefix,
+                         KEYWARD_RATE_LIMITS="free=20/year;business=100000/minute;enterprise=100000/minute",
+                         KEYWARD_AUTH_FAILURE_LIMIT="5/year")  # a real-time window no test run straddles
     with ThreadPoolExecutor(max_workers=12) as pool:  # concurrent connections, spread over the workers
         statuses = list(pool.map(lambda _: _get(f"{server.url}/api/v1/documents", issued.headers), range(60)))
     assert sorted(statuses) == [200] * 20 + [429] * 40, server.output()
@@ -262,3 +269,38 @@ def test_one_limit_holds_across_gunicorn_workers_with_redis(make, live_server):
     assert settled(lambda: make.get_token(issued.id).usage_count, 20) == 20
     guesses = [_get(f"{server.url}/api/v1/me", bearer("kw_guess")) for _ in range(8)]
     assert guesses == [401] * 5 + [429] * 3
+
+
+# --------------------------------------------------------------------------- windows on the clock
+
+
+def test_windows_are_cut_on_the_clock_and_reset_when_it_moves_on(app_with, clock):
+    app = app_with(KEYWARD_RATE_LIMITS={"free": "3/minute"})
+    make = Factory(app)
+    _, issued = owner_with_token(make, "free", scopes=["documents"])
+    client = app.test_client()
+    clock.current = clock.current.replace(second=30)
+    window_end = int(clock.current.replace(second=0).timestamp()) + 60
+    answers = [client.get("/api/v1/me", headers=issued.headers) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [rate(a) for a in answers[:3]] == [(3, 2, window_end), (3, 1, window_end), (3, 0, window_end)]
+    assert answers[3].headers["Retry-After"] == "30"  # to the window's end on the same clock
+    clock.advance(seconds=29)
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 429
+    clock.advance(seconds=1)  # the next minute: a fresh window
+    fresh = client.get("/api/v1/me", headers=issued.headers)
+    assert fresh.status_code == 200 and rate(fresh) == (3, 2, window_end + 60)
+
+
+def test_without_a_test_clock_the_window_stands_still_for_the_whole_test(app_with, monkeypatch):
+    """The real clock may cross a minute boundary mid-test; the window the test's requests count in
+    does not change."""
+    app = app_with(KEYWARD_RATE_LIMITS={"free": "3/minute"})
+    make = Factory(app)
+    _, issued = owner_with_token(make, "free", scopes=["documents"])
+    client = app.test_client()
+    first = rate(client.get("/api/v1/me", headers=issued.headers))
+    monkeypatch.setattr(time, "time", lambda: first[2] + 1.0)  # real time is now past that window
+    answers = [client.get("/api/v1/me", headers=issued.headers) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert rate(answers[0])[2] == first[2]

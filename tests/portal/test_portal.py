@@ -506,7 +506,9 @@ def test_security_manager_sees_all_but_cannot_edit_others(client, make, org, own
     assert client.post(f"{TOKENS}/{theirs.id}/regenerate", data={"csrf_token": token}).status_code == 403
     assert make.get_token(theirs.id).name == "Editor token"
     assert client.post(f"{TOKENS}/{theirs.id}/deactivate", data={"csrf_token": token}).status_code == 302
+    assert make.get_token(theirs.id).is_active is False
     assert client.post(f"{TOKENS}/{partners.id}/revoke", data={"csrf_token": token}).status_code == 302
+    assert make.get_token(partners.id).revoked_at is not None
 
 
 def test_members_see_only_their_own_tokens(client, make, org, owner, editor):
@@ -555,10 +557,15 @@ def test_sign_out_ends_the_session(client, editor):
 
 
 def test_the_secret_is_never_logged(client, editor, caplog):
+    import logging
+
     signed_in(client, editor)
     with caplog.at_level("DEBUG"):
+        # The capture works: a record of the app's loggers, at the lowest level, is seen below.
+        logging.getLogger("keyward.tokens").debug("capture probe %s", editor.email)
         secret = shown_secret(post_create(client))
-    assert secret not in caplog.text
+    assert f"capture probe {editor.email}" in caplog.text
+    assert secret not in caplog.text and secret[3:59] not in caplog.text
 
 
 # --------------------------------------------------------------------------- members
@@ -759,6 +766,8 @@ def test_htmx_sends_the_csrf_token_in_a_header(client, make, owner):
     token = json.loads(header)["X-CSRFToken"]
     response = client.post(f"{TOKENS}/{issued.id}/deactivate", headers={**HTMX, "X-CSRFToken": token})
     assert response.status_code == 200
+    assert make.get_token(issued.id).is_active is False
+    assert client.get("/api/v1/me", headers=issued.headers).get_json()["error"]["code"] == "token_inactive"
 
 
 def test_htmx_errors_are_plain_text(client, make, editor):

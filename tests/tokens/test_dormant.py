@@ -127,7 +127,9 @@ def test_repeated_sweeps_deactivate_once_and_tell_once(client, make, org, owner,
     assert len(rows(make, Notification, kind="deactivated_unused", token_id=token_id)) == 1
 
 
-def test_concurrent_sweeps_deactivate_a_token_once(make, app, org, clock):
+def test_concurrent_sweeps_deactivate_a_token_once(make, app, org, clock, monkeypatch):
+    """Four sweeps that all found the same candidates before any deactivates: each token is
+    deactivated by one, and the others, re-reading it under the lock, leave it alone."""
     import threading
 
     from shared.tokens import dormant
@@ -135,14 +137,27 @@ def test_concurrent_sweeps_deactivate_a_token_once(make, app, org, clock):
     tokens = [make.token(make.api_member(org, "editor")) for _ in range(3)]
     set_policy(make, org, 30)
     clock.advance(days=31)
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=30)
     counts: list[int] = []
     errors: list[BaseException] = []
+    outcomes: list[tuple[int, bool]] = []  # (token id, deactivated by this call)
+    find, deactivate_once = dormant._candidate_ids, dormant._deactivate_once
+
+    def candidates_then_wait(*args):
+        found = find(*args)
+        barrier.wait()  # every sweep holds the same candidates before any writes: the race is on
+        return found
+
+    def deactivate_recorded(token_id, *args):
+        outcomes.append((token_id, deactivate_once(token_id, *args)))
+        return outcomes[-1][1]
+
+    monkeypatch.setattr(dormant, "_candidate_ids", candidates_then_wait)
+    monkeypatch.setattr(dormant, "_deactivate_once", deactivate_recorded)
 
     def run():
         try:
             with app.app_context():
-                barrier.wait()
                 counts.append(dormant.deactivate_unused())
         except BaseException as error:
             errors.append(error)
@@ -153,6 +168,9 @@ def test_concurrent_sweeps_deactivate_a_token_once(make, app, org, clock):
     for thread in threads:
         thread.join(60)
     assert errors == [] and sum(counts) == 3
+    assert len(outcomes) == 12  # four sweeps tried each of the three tokens
+    for token_id in {token_id for token_id, _ in outcomes}:
+        assert sorted(won for tried, won in outcomes if tried == token_id) == [False, False, False, True]
     assert sorted(a.target_id for a in make.audit("token.deactivated")) == sorted(t.id for t in tokens)
 
 

@@ -261,20 +261,41 @@ def test_moving_the_expiry_re_arms_the_reminders(make, runner, clock, world):
     assert notices(make) == ["expiring_7d", "expiring_7d"]
 
 
-def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world):
+def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world, monkeypatch):
+    """Four sweeps that all read "not sent yet" before any of them writes: one sends, and the three
+    losers find the notice under the write lock (or hit its unique key) and send nothing."""
+    from sqlalchemy.exc import IntegrityError
+
     from shared.models import TokenNotice
     from shared.tokens import reminders
 
     token = make.token(world.editor, expires_in_days=30)
     clock.current = make.get_token(token.id).expires_at - timedelta(days=5)
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(4, timeout=30)
     sent: list[int] = []
     errors: list[BaseException] = []
+    outcomes: list[str] = []  # each sweep's attempt at the notice: "sent", "found sent" or "unique key"
+    read_notices, send_once = reminders._notices, reminders._send_once
+
+    def notices_then_wait(candidates):
+        known = read_notices(candidates)
+        barrier.wait()  # every sweep has read the notices before any sends: the race is on
+        return known
+
+    def send_once_recorded(*args):
+        try:
+            outcomes.append("sent" if send_once(*args) else "found sent")
+        except IntegrityError:
+            outcomes.append("unique key")
+            raise
+        return outcomes[-1] == "sent"
+
+    monkeypatch.setattr(reminders, "_notices", notices_then_wait)
+    monkeypatch.setattr(reminders, "_send_once", send_once_recorded)
 
     def sweep():
         try:
             with app.app_context():
-                barrier.wait()
                 sent.append(reminders.send_expiry_reminders())
         except BaseException as error:
             errors.append(error)
@@ -285,6 +306,8 @@ def test_concurrent_sweeps_send_a_reminder_once(make, app, clock, world):
     for thread in threads:
         thread.join(60)
     assert errors == [] and sorted(sent) == [0, 0, 0, 1]
+    assert len(outcomes) == 4 and outcomes.count("sent") == 1  # all four raced to send it
+    assert set(outcomes) - {"sent"} <= {"found sent", "unique key"}
     assert notices(make) == ["expiring_7d"]
     from shared.core.extensions import db
 
