@@ -6,7 +6,7 @@ from flask import jsonify
 
 from api.auth import current_actor
 from api.schema import Array, Body, String, endpoint, pagination
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.webhooks import endpoints, ssrf
 
 NO_STORE = {"Cache-Control": "no-store"}

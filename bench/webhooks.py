@@ -201,7 +201,7 @@ def events_of(token_ids: list[int]) -> dict[str, float]:
 
 
 def run_storage(label: str, queue_url: str, args, workdir: Path) -> dict:
-    from shared.events.outbox import outbox
+    from shared.events import outbox
     from shared.webhooks import endpoints
     from shared.worker.queue import queue_for
 
@@ -253,7 +253,7 @@ ISOLATION_ORGS = 10
 def run_isolation(label: str, queue_url: str, args, workdir: Path, hanging: bool) -> dict:
     """Ten organizations, one endpoint each (the first one's receiver hanging when `hanging`),
     paced token changes spread over them; the healthy endpoints' change-to-arrival delays."""
-    from shared.events.outbox import outbox
+    from shared.events import outbox
     from shared.webhooks import endpoints
     from shared.worker.queue import queue_for
 

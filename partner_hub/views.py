@@ -15,7 +15,7 @@ from flask import g, redirect, url_for
 from partner_hub.blueprint import bp
 from shared.identity.roles import Capability
 from shared.identity.signin import member_page, refuse_page
-from shared.notifications.notices import pages as notification_pages
+from shared.notifications import pages as notification_pages
 from shared.tokens import incident_pages
 from shared.tokens import pages as token_pages
 

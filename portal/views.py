@@ -24,14 +24,14 @@ from flask import (
 )
 
 from portal.blueprint import bp
-from shared.audit.record import export as audit_export
-from shared.audit.record import log as audit_log
+from shared.audit import export as audit_export
+from shared.audit import log as audit_log
 from shared.core.errors import InvalidRequest, ServiceError, TokenLimitReached
 from shared.identity import members as member_admin
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor, member_page, refuse_page
-from shared.notifications.notices import pages as notification_pages
+from shared.notifications import pages as notification_pages
 from shared.orgs import organizations, partners
 from shared.tokens import incident, incident_pages
 from shared.tokens import pages as token_pages

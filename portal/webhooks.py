@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from portal.blueprint import bp
 from portal.views import staff_page
 from shared.core.errors import InvalidRequest
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor
 from shared.tokens.pages import FORM_ERROR_STATUS, NO_STORE

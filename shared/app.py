@@ -75,7 +75,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(hub_bp)
     app.register_blueprint(api_bp)
 
-    from shared.cli.commands import register_cli
+    from shared.cli import register_cli
 
     register_cli(app)
     _register_health(app)

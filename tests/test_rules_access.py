@@ -163,8 +163,7 @@ def test_effective_rights_ignore_unknown_labels(make, app):
     issued = make.token(make.member(org, "owner"), scopes=["documents", "admin"], permissions=["read", "root"])
     with app.app_context():
         token = db.session.scalars(select(ApiToken).where(ApiToken.public_id == issued.id)).one()
-        assert rights.effective_permissions(token) == {"read"}
-        assert rights.effective_scopes(token) == {"documents"}
+        assert rights.effective_pairs(token) == {("documents", "read")}
         allowed = [(row["scope"], row["method"]) for row in rights.rights_table(token) if row["allowed"]]
     assert allowed == [("documents", "GET")]
 
@@ -224,7 +223,9 @@ def test_an_unexpected_error_is_a_designed_500_and_is_logged(failing_app, caplog
         page = client.get("/test-boom")
         htmx = client.get("/test-boom", headers={"HX-Request": "true"})
     assert api.status_code == 500
-    assert api.get_json() == {"error": {"code": "internal_error", "message": "Something went wrong on our side"}}
+    error = api.get_json()["error"]
+    assert (error["code"], error["message"]) == ("internal_error", "Something went wrong on our side")
+    assert error["request_id"] == api.headers["X-Request-Id"]  # the id to quote to support
     assert page.status_code == 500 and page.mimetype == "text/html"
     body = page.get_data(as_text=True)
     assert "Something went wrong on our side." in body and "RuntimeError" not in body and "kw_0123" not in body

@@ -50,7 +50,6 @@ def test_each_role_has_exactly_its_row_of_the_matrix(role):
     assert {s.value for s in roles.role_scopes(role)} == scopes
     assert {s.value for s in roles._scopes_for(Role(role))} == scopes  # the rule itself, not only its table
     assert roles.allowed_token_types(role) == token_types
-    assert roles.manages_every_token_via_api(role) is (C.SEE_ALL_TOKENS in capabilities)
     assert roles.is_valid_role(role) and roles.as_role(role) == Role(role)
     assert roles.is_partner_role(role) is role.startswith("partner_")
 
@@ -61,7 +60,6 @@ def test_anything_else_is_no_role_and_may_nothing(value):
     assert not any(roles.can(value, c) for c in C)
     assert roles.role_permissions(value) == frozenset() and roles.role_scopes(value) == frozenset()
     assert roles.allowed_token_types(value) == ()
-    assert roles.manages_every_token_via_api(value) is False
     assert roles.is_partner_role(value) is False
     if value is not None:
         assert roles.is_valid_role(value) is False
@@ -79,16 +77,6 @@ def test_the_role_lists_split_staff_and_partners():
 def test_methods_need_their_permission():
     assert {m: p.value for m, p in roles.METHOD_PERMISSION.items()} == {
         "GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
-
-
-def test_the_help_pages_matrix_is_the_matrix():
-    rows = roles.matrix_rows()
-    assert [row["role"] for row in rows] == [r.value for r in roles.ALL_ROLES]
-    for row in rows:
-        capabilities, permissions, scopes, token_types = MATRIX[row["role"]]
-        assert row == {"role": row["role"], "capabilities": sorted(c.value for c in capabilities),
-                       "permissions": sorted(permissions), "scopes": sorted(scopes),
-                       "token_types": list(token_types)}
 
 
 class _Membership:

@@ -22,7 +22,8 @@ ALL_PERMISSIONS = ["read", "write", "delete"]
 
 def token(role="owner", plan="business", scopes=ALL_SCOPES, permissions=ALL_PERMISSIONS):
     """What decide reads of a token: its labels, its creator's role and its organization's plan."""
-    return SimpleNamespace(creator_role=role, plan=plan, scopes=list(scopes), permissions=list(permissions))
+    return SimpleNamespace(creator_role=role, plan=plan, is_canary=False,
+                           rights={scope: list(permissions) for scope in scopes})
 
 
 # --------------------------------------------------------------------------- decide
@@ -53,7 +54,7 @@ def test_a_scope_the_creators_role_lacks_is_insufficient_scope():
 def test_a_permission_the_token_lacks_is_insufficient_permission():
     decision = rights.decide(token(permissions=["read"]), "documents", "POST")
     assert decision == rights.Decision(False, "insufficient_permission",
-                                       "The token does not have the write permission")
+                                       "The token does not have the write permission on documents")
 
 
 def test_a_permission_the_creators_role_lacks_is_insufficient_permission():
@@ -118,15 +119,8 @@ def test_require_raises_the_error_of_the_refusal_naming_what_was_required(code, 
 
 def test_effective_rights_are_the_token_within_the_role():
     narrowed = token(role="editor", scopes=["documents", "billing", "reports"], permissions=["read", "delete", "x"])
-    assert rights.effective_permissions(narrowed) == {"read"}
-    assert rights.effective_scopes(narrowed) == {"documents"}
-    assert rights.effective_permissions(token(role="gone")) == set()
-
-
-def test_labels_known_keeps_known_labels_in_order():
-    assert rights.labels_known(["write", "admin", "read", "write"], ["read", "write"]) == ["write", "read", "write"]
-    assert rights.labels_known([], ["read"]) == []
-    assert rights.labels_known(["read"], iter(["read"])) == ["read"]  # any iterable of known labels
+    assert rights.effective_pairs(narrowed) == {("documents", "read")}
+    assert rights.effective_pairs(token(role="gone")) == frozenset()
 
 
 # --------------------------------------------------------------------------- the token format

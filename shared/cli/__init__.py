@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from shared.cli.commands import audit, demo, orgs, partners, projects, tokens, users, worker
+from shared.cli import audit, demo, orgs, partners, projects, tokens, users, worker
 
 
 def register_cli(app: Flask) -> None:

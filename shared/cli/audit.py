@@ -6,8 +6,8 @@ import click
 from flask.cli import AppGroup
 from werkzeug.datastructures import MultiDict
 
-from shared.audit.record import export as audit_export
-from shared.audit.record import log as audit_log
+from shared.audit import export as audit_export
+from shared.audit import log as audit_log
 from shared.cli.common import reports_service_errors
 from shared.identity import accounts
 from shared.orgs import organizations

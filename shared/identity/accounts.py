@@ -10,8 +10,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core import clock
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db

@@ -25,7 +25,7 @@ from shared.core.ratelimits import RateLimited
 from shared.identity import accounts, roles, sessions
 from shared.identity.roles import Capability
 from shared.models import Membership
-from shared.notifications.notices import notices
+from shared.notifications import notices
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login"

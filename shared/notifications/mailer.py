@@ -26,7 +26,7 @@ from flask import current_app, render_template
 from shared.core import tls
 from shared.core.config import ConfigError
 from shared.models import Notification
-from shared.notifications.notices import notices
+from shared.notifications import notices
 
 log = logging.getLogger("keyward.mailer")
 SMTP_TIMEOUT_SECONDS = 10

@@ -17,7 +17,7 @@ from shared.core import clock
 from shared.core.db import write_transaction
 from shared.core.errors import NotFound
 from shared.core.extensions import db
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.identity.roles import Role
 from shared.models import ApiToken, Membership, Notification, TokenType
 from shared.tokens import format as token_format

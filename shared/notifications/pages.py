@@ -17,7 +17,7 @@ from flask import Blueprint, flash, g, redirect, render_template, url_for
 
 from shared.identity.signin import current_membership
 from shared.models import Notification
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.tokens.pages import wants_fragment
 
 # A short label per kind, shown as a badge beside the message.

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
 from shared.core.validation import FieldErrors

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core import clock
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db

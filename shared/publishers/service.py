@@ -22,8 +22,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core import clock
 from shared.core.dates import iso
 from shared.core.db import write_transaction
@@ -31,7 +31,7 @@ from shared.core.errors import InvalidRequest, NotFound, PlanRequired, ServiceEr
 from shared.core.extensions import db
 from shared.core.oidc_issuers import GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER, trusted_issuers
 from shared.core.validation import FieldErrors, has_control_characters
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.identity import roles
 from shared.identity.roles import Capability, require
 from shared.models import (

@@ -13,11 +13,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, update
 
-from shared.audit.record import record as audit
-from shared.events.outbox import outbox
+from shared.audit import record as audit
+from shared.events import outbox
 from shared.identity.roles import Role
 from shared.models import ApiToken
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.tokens import summary
 
 CANARY_WATCHERS = (Role.OWNER, Role.ADMIN, Role.SECURITY_MANAGER)

@@ -19,14 +19,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from shared.audit.record import record as audit
+from shared.audit import record as audit
 from shared.core import clock
 from shared.core.dates import day, iso
 from shared.core.db import write_transaction
 from shared.core.extensions import db
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.models import ApiToken, Organization
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.tokens import insight, lifecycle, summary
 
 log = logging.getLogger("keyward.dormant")

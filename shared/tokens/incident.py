@@ -29,18 +29,18 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core import clock
 from shared.core.dates import iso
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound, PermissionDenied, TokenLimitReached
 from shared.core.extensions import db
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.identity import members, roles
 from shared.identity.roles import Capability
 from shared.models import ApiToken, Membership, Partner, Plan, TokenType, User
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.tokens import access, lifecycle, rights, summary, usage
 from shared.tokens import format as token_format
 

@@ -13,7 +13,7 @@ from sqlalchemy import or_, select
 from shared.core import clock
 from shared.core.db import write_transaction
 from shared.models import ApiToken
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.tokens import format as token_format
 from shared.tokens import lifecycle
 from shared.tokens import status as token_status

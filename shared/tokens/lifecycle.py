@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 from sqlalchemy import select
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core import clock
 from shared.core.db import write_transaction
 from shared.core.errors import (
@@ -26,7 +26,7 @@ from shared.core.errors import (
 )
 from shared.core.extensions import db
 from shared.core.validation import FieldErrors
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.models import ApiToken, Plan, Project, TokenType

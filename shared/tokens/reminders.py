@@ -21,9 +21,9 @@ from shared.core import clock
 from shared.core.dates import exact
 from shared.core.db import write_transaction
 from shared.core.extensions import db
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.models import ApiToken, TokenNotice
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.tokens import summary
 
 log = logging.getLogger("keyward.reminders")

@@ -30,7 +30,7 @@ from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest
 from shared.core.extensions import db
 from shared.models import DeliveryStatus, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from shared.notifications.notices import notices
+from shared.notifications import notices
 from shared.webhooks.endpoints import live_endpoints
 from shared.webhooks.signing import SIGNATURE_HEADER, event_body, signature
 from shared.webhooks.ssrf import RefusedDestination, parse_url, resolve_destination

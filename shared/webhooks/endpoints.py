@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from shared.audit import record as audit
 from shared.audit.record import Actor
-from shared.audit.record import record as audit
 from shared.core import clock
 from shared.core.dates import iso
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.identity.roles import Capability, require
 from shared.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.webhooks.signing import new_signing_secret

@@ -38,8 +38,8 @@ from sqlalchemy.orm import Session
 
 from shared.core import metrics
 from shared.core.config import ConfigError
-from shared.events.outbox import outbox
-from shared.notifications.notices import mailer
+from shared.events import outbox
+from shared.notifications import mailer
 from shared.publishers import service as publishers
 from shared.tokens import dormant, reminders, usage_flush
 from shared.webhooks import delivery

@@ -24,7 +24,7 @@ def notify(make, member, kind: str = "expired", message: str = "Token “x” ha
 
     from shared.core.extensions import db
     from shared.models import Notification
-    from shared.notifications.notices import notices
+    from shared.notifications import notices
 
     def apply():
         notices.notify([member.user_id], (org or member.org).id, kind, message)
@@ -37,7 +37,7 @@ def notify(make, member, kind: str = "expired", message: str = "Token “x” ha
 def recipients(make, public_id: str, **options) -> set[int]:
     from shared.core.extensions import db
     from shared.models import ApiToken
-    from shared.notifications.notices import notices
+    from shared.notifications import notices
 
     return make.run(lambda: notices.token_recipients(
         db.session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).one(), **options))
@@ -109,7 +109,7 @@ def test_removed_managers_are_not_told(make, staff):
 def test_notify_about_token_writes_one_row_per_recipient_with_the_kind_and_token(make, staff):
     from shared.core.extensions import db
     from shared.models import ApiToken
-    from shared.notifications.notices import notices
+    from shared.notifications import notices
 
     token = make.token(staff["admin"], type="organization", name="Deploy bot")
 
@@ -141,7 +141,7 @@ def test_a_notification_never_holds_a_secret(make, staff):
     """A detail copied from outside (a leak report's URL) may carry the token value: it is redacted."""
     from shared.core.extensions import db
     from shared.models import ApiToken
-    from shared.notifications.notices import notices
+    from shared.notifications import notices
 
     token = make.token(staff["editor"])
     url = f"https://paste.example/raw/abc?config=API_KEY%3D{token.secret}&upper={token.secret.upper()}"

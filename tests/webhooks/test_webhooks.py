@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.core.extensions import db
-from shared.events.outbox import outbox
+from shared.events import outbox
 from shared.models import (
     AuditEvent,
     Event,

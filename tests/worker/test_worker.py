@@ -129,7 +129,7 @@ def set_token(make, public_id: str, **values) -> None:
 def notify_about(make, public_id: str, kind: str, **options) -> None:
     from shared.core.extensions import db
     from shared.models import ApiToken
-    from shared.notifications.notices import notices
+    from shared.notifications import notices
 
     def apply():
         token = db.session.scalars(select(ApiToken).where(ApiToken.public_id == public_id)).one()
