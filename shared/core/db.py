@@ -30,6 +30,7 @@ from shared.core.extensions import db
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 AUTOCOMMIT_BIND = "autocommit"  # a second engine on a server database, for the API's hot path
 _begin_immediate = contextvars.ContextVar("begin_immediate", default=False)
+_in_write_transaction = contextvars.ContextVar("in_write_transaction", default=False)
 
 
 @event.listens_for(Engine, "connect")
@@ -98,9 +99,14 @@ def write_transaction() -> Iterator:
     """A transaction that owns the write lock from its first statement; commits on success.
 
     Anything pending in the session is committed first (callers use this at the point where
-    they start changing things).
+    they start changing things). Inside another write transaction it joins that one: the outer
+    block commits everything together (a service that writes can be part of a larger change, e.g.
+    transfers and a removal in one commit).
     """
     session = db.session
+    if _in_write_transaction.get():
+        yield session
+        return
     session.commit()
     with _writers_turn(session.get_bind()):
         flag = _begin_immediate.set(True)
@@ -108,12 +114,15 @@ def write_transaction() -> Iterator:
             session.connection()  # begins now, IMMEDIATE on SQLite
         finally:
             _begin_immediate.reset(flag)
+        inside = _in_write_transaction.set(True)
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        finally:
+            _in_write_transaction.reset(inside)
 
 
 @contextmanager
