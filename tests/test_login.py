@@ -168,6 +168,7 @@ def test_the_address_throttle_says_when_to_retry(app_with):
     member = factory.member(factory.org(), "editor")
     client = app.test_client()
     for n in range(3):
-        assert _sign_in_from(client, "198.51.100.1", f"someone{n}@example.test", "wrong!!!").status_code == 401
+        failed = _sign_in_from(client, "198.51.100.1", f"someone{n}@example.test", "wrong!!!")
+        assert failed.status_code == 401
     refused = _sign_in_from(client, "198.51.100.1", member.email, member.password)
     assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60

@@ -52,7 +52,8 @@ def test_sign_ins_succeed_while_another_connection_writes(app, client, make, dat
             response = client.post("/login", data={"email": member.email, "password": member.password,
                                                    "csrf_token": csrf_from(page.get_data(as_text=True))})
             statuses.append(response.status_code)
-            client.post("/logout", data={"csrf_token": csrf_from(client.get("/login").get_data(as_text=True))})
+            signed_out = csrf_from(client.get("/login").get_data(as_text=True))
+            client.post("/logout", data={"csrf_token": signed_out})
     assert writes[0] > 8, "the other connection did not write meanwhile"
     assert statuses == [302] * 8
 

@@ -113,6 +113,10 @@ def check_role_and_partner(role: str, partner: Partner | None) -> None:
         raise InvalidRequest(message, fields={"role": message})
 
 
+def _password_required() -> InvalidRequest:
+    return InvalidRequest("A new user needs a password", fields={"password": "Required for a new user"})
+
+
 def add_member(org: Organization, email: str, role: str, *, password: str | None = None,
                display_name: str | None = None, partner: Partner | None = None,
                actor: Actor | None = None) -> Membership:
@@ -125,20 +129,21 @@ def add_member(org: Organization, email: str, role: str, *, password: str | None
     password_hash = None
     if not known:
         if password is None:
-            raise InvalidRequest("A new user needs a password", fields={"password": "Required for a new user"})
+            raise _password_required()
         _validate_password(password)
         password_hash = hash_password(password)
     with write_transaction() as session:
         user = find_user(email)
         if user is None:
             if password_hash is None:  # deleted meanwhile: nothing to link, ask again
-                raise InvalidRequest("A new user needs a password", fields={"password": "Required for a new user"})
+                raise _password_required()
             user = User(email=email, display_name=(display_name or email.split("@")[0])[:100],
                         password_hash=password_hash)
             session.add(user)
             session.flush()
         elif live_membership(user, org) is not None:
-            raise InvalidRequest(f"{email} is already a member of {org.name}", fields={"email": "Already a member"})
+            raise InvalidRequest(f"{email} is already a member of {org.name}",
+                                 fields={"email": "Already a member"})
         membership = Membership(user_id=user.id, organization_id=org.id, role=role,
                                 partner_id=partner.id if partner else None)
         session.add(membership)
@@ -165,8 +170,8 @@ def set_role(membership: Membership, role: str, actor: Actor | None = None) -> M
     with write_transaction():
         previous = membership.role
         membership.role = role
-        audit.record(actor, membership.organization_id, "member.role_changed", "membership", str(membership.id),
-                     {"email": membership.user.email, "from": previous, "to": role})
+        audit.record(actor, membership.organization_id, "member.role_changed", "membership",
+                     str(membership.id), {"email": membership.user.email, "from": previous, "to": role})
     return membership
 
 

@@ -146,8 +146,9 @@ def dissolve_partner(partner: Partner, actor: Actor | None = None) -> list[Membe
     """
     with write_transaction() as session:
         now = clock.now()
-        users = list(session.scalars(select(Membership).where(
-            Membership.partner_id == partner.id, Membership.removed_at.is_(None)).order_by(Membership.id)).all())
+        users = list(session.scalars(
+            select(Membership).where(Membership.partner_id == partner.id, Membership.removed_at.is_(None))
+            .order_by(Membership.id)).all())
         partner.removed_at = now
         for membership in users:
             membership.removed_at = now
