@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 DEFAULT_RATE_LIMITS = "free=60/minute;business=600/minute;enterprise=3000/minute"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -89,6 +90,12 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_SMTP_URL": env.get("KEYWARD_SMTP_URL"),
         "KEYWARD_MAIL_FROM": env.get("KEYWARD_MAIL_FROM", "keyward@localhost"),
         "KEYWARD_WEBHOOK_ALLOW_PRIVATE": _flag(env.get("KEYWARD_WEBHOOK_ALLOW_PRIVATE")),
+        # The largest request body read (bytes): larger ones answer 413 before being read, chunked
+        # ones as soon as they cross it. Nothing Keyward accepts comes near 1 MiB.
+        "KEYWARD_MAX_BODY_BYTES": int(env.get("KEYWARD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        # Where people reach Keyward (https://keyward.example.com): invitation links in emails and
+        # on the command line start with it. Unset, a page uses the address it was requested at.
+        "KEYWARD_BASE_URL": (env.get("KEYWARD_BASE_URL") or "").rstrip("/") or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from urllib.parse import urlparse
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
@@ -21,6 +20,7 @@ from shared.core.db import write_transaction
 from shared.core.extensions import db, login_manager
 from shared.core.netaddr import client_address
 from shared.core.ratelimits import RateLimited
+from shared.core.validation import local_path
 from shared.identity import accounts, roles, sessions
 from shared.identity.roles import Capability
 from shared.models import Membership
@@ -163,12 +163,7 @@ def navigation_context() -> dict:
 
 
 def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
-    parts = urlparse(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
+    return local_path(target)
 
 
 @bp.route("/login", methods=["GET", "POST"])

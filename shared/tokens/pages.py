@@ -30,6 +30,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from shared.audit.record import Actor
 from shared.core.errors import InvalidRequest, PermissionDenied, PlanRequired, ServiceError, TokenLimitReached
 from shared.core.page_routes import mount_routes
+from shared.core.validation import local_path
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor
@@ -225,10 +226,8 @@ def wants_fragment() -> bool:
 def safe_list_url(urls: TokenUrls, target: str | None) -> str:
     """Where a plain form goes back to: the list it was posted from (any filters kept), never elsewhere."""
     index = urls.index()
-    if target:
-        parts = urlparse(target)
-        if not parts.scheme and not parts.netloc and parts.path == index:
-            return target
+    if local_path(target) and urlparse(target).path == index:
+        return target
     return index
 
 
