@@ -125,10 +125,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     from api import bp as api_bp
     from partner_hub import bp as hub_bp
     from portal import bp as portal_bp
+    from shared.identity.invitation_pages import bp as invitations_bp
     from shared.identity.signin import bp as auth_bp
 
     csrf.exempt(api_bp)  # token-authenticated, never cookie-authenticated
     app.register_blueprint(auth_bp)
+    app.register_blueprint(invitations_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(hub_bp)
     app.register_blueprint(api_bp)

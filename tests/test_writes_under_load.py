@@ -74,3 +74,22 @@ def test_new_members_and_new_passwords_are_saved_while_another_connection_writes
         db.session.remove()
     assert writes[0] > 4
     assert len(make.rows(User)) == 4
+
+
+def test_invitations_are_accepted_while_another_connection_writes(app, make, database_url):
+    from shared.core.extensions import db
+    from shared.identity import invitations
+    from shared.models import Membership
+    from shared.orgs import organizations
+
+    org = make.org()
+    with app.test_request_context():
+        links = [invitations.invite_as_operator(organizations.get_organization(org.slug),
+                                                f"invited{n}@example.test", "editor").link for n in range(4)]
+        db.session.remove()
+    with continuous_writes(database_url, org.id) as writes, app.test_request_context():
+        for link in links:
+            invitations.accept_as_new_user(link.rsplit("/", 1)[1], "Invited", "a long enough password")
+        db.session.remove()
+    assert writes[0] > 4
+    assert len(make.rows(Membership, organization_id=org.id)) == 4

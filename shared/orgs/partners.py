@@ -20,7 +20,7 @@ from shared.core import clock
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
-from shared.identity import accounts, roles
+from shared.identity import accounts, invitations, roles
 from shared.identity.roles import Capability, require
 from shared.models import Membership, Organization, Partner, User
 from shared.orgs.organizations import list_partners, live_token_counts
@@ -90,14 +90,12 @@ def create_partner(actor: Actor, name: str) -> Partner:
     return register_partner(actor.membership.organization, name, actor=actor)
 
 
-def add_partner_user(actor: Actor, partner: Partner, email: str, role: str, *, display_name: str | None,
-                     password: str | None) -> Membership:
-    """A new (or existing) user as partner_admin or partner_member of `partner`: they sign in to the hub."""
+def invite_partner_user(actor: Actor, partner: Partner, email: str, role: str) -> invitations.Issued:
+    """Invite someone as partner_admin or partner_member of `partner`: once they accept, they use the hub."""
     require(actor, Capability.MANAGE_PARTNERS, NOT_ALLOWED)
     if not roles.is_partner_role(role):
         raise InvalidRequest("Choose a partner role", fields={"role": "Choose Partner admin or Partner member"})
-    return accounts.add_member(partner.organization, email, role, password=password or None,
-                               display_name=display_name or None, partner=partner, actor=actor)
+    return invitations.invite(actor, email, role, partner_id=partner.id)
 
 
 def remove_partner_user(actor: Actor, membership: Membership) -> None:
