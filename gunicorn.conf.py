@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 
 MAX_DEFAULT_WORKERS = 12  # beyond this, more processes only add database connections and memory
 
@@ -70,6 +71,8 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # off: one line per r
 # gunicorn's default line holds the Basic-auth user name (%(u)s) and the query string (%(r)s): a client
 # that sends its token as `curl -u kw_...:` or `?api_key=kw_...` (both refused) would have it logged.
 # This format keeps neither: method, path without the query, protocol, status, size, referer, agent, ms.
+# The path, Referer and User-Agent are the client's text, so a token can still stand there
+# (`GET /kw_…`): every log line passes the secret-masking filter installed below.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
@@ -93,7 +96,7 @@ if os.environ.get("KEYWARD_LOG_FORMAT", "").strip().lower() == "json":
 # keeps its values in files in that folder and /metrics adds up every worker's. Files left by an
 # earlier run would be counted again, so the folder is emptied at start (give each gunicorn
 # instance a folder of its own); an exited worker's live gauges are dropped.
-def on_starting(server):
+def _empty_metrics_folder() -> None:
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -115,3 +118,35 @@ def worker_exit(server, worker):
     from shared.tokens import usage_flush
 
     usage_flush.flush_all()
+
+
+def _mask_secrets_in_logs() -> None:
+    """Token-shaped values in any log line become `kw_••••` + their last 4 (shared/tokens/log_masking.py)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from shared.tokens.log_masking import install
+
+    install()
+
+
+def _warn_if_rate_limits_are_per_worker(server) -> None:
+    """With in-memory rate limits each worker process keeps its own counters, so N workers let a
+    token through up to N times its limit: say so once, at start."""
+    storage = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    if storage.startswith("memory://") and server.cfg.workers > 1:
+        server.log.warning(
+            "Keyward: RATELIMIT_STORAGE_URI is memory:// with %d workers: each worker counts rate limits "
+            "on its own, so a token may make up to %d times its per-minute limit; set "
+            "RATELIMIT_STORAGE_URI=redis://... to share the counts (docs/operations.md)",
+            server.cfg.workers, server.cfg.workers)
+
+
+def on_starting(server) -> None:
+    _empty_metrics_folder()
+    _mask_secrets_in_logs()
+    _warn_if_rate_limits_are_per_worker(server)
+
+
+def post_worker_init(worker) -> None:
+    _mask_secrets_in_logs()  # again in the worker: its loggers may have been set up anew

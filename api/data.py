@@ -13,13 +13,12 @@ from api.schema import (
     Integer,
     Moment,
     String,
-    date_bound,
     endpoint,
     identifier,
     pagination,
-    start_of,
 )
 from api.views import AUTH_ERRORS
+from shared.core import dates
 from shared.core.errors import InvalidRequest
 from shared.core.extensions import db
 from shared.models import Plan
@@ -46,8 +45,9 @@ DOCUMENT_FIELDS = {
 
 def _filters(query: dict) -> DocumentFilters:
     filters = DocumentFilters(q=query.get("q", "").strip(), project_id=query.get("project_id"),
-                              status=query.get("status", ""), created_after=start_of(query.get("created_after")),
-                              created_before=date_bound(query.get("created_before")))
+                              status=query.get("status", ""),
+                              created_after=dates.lower_bound(query.get("created_after")),
+                              created_before=dates.upper_bound(query.get("created_before")))
     if filters.created_after and filters.created_before and filters.created_after > filters.created_before:
         raise InvalidRequest("created_after is later than created_before",
                              fields={"created_after": "Later than created_before"})

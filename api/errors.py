@@ -32,7 +32,7 @@ def service_error_response(error: ServiceError):
 
 
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
-               413: "invalid_request", 415: "invalid_request"}
+               413: "payload_too_large", 415: "invalid_request"}
 
 
 def http_error_response(error: HTTPException):

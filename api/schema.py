@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from functools import wraps
 from typing import Any
 
@@ -18,7 +17,7 @@ from flask import g, request
 
 from api.auth import token_required
 from api.blueprint import bp
-from shared.core import ratelimits
+from shared.core import dates, ratelimits, validation
 from shared.core.errors import InvalidRequest
 from shared.core.netaddr import client_address
 
@@ -143,23 +142,9 @@ class Moment(Field):
                 "description": "ISO 8601 date (YYYY-MM-DD) or date-time (UTC when no offset)"}
 
     def _from_json(self, value: Any) -> str:
-        if not isinstance(value, str) or _parse_moment(value) is None:
+        if not isinstance(value, str) or dates.parse_moment(value) is None:
             raise FieldError("Must be an ISO 8601 date or date-time")
         return value
-
-
-def _parse_moment(value: str) -> datetime | None:
-    """shared.tokens.parse_moment, with moments that leave datetime's range in UTC refused too.
-
-    "0001-01-01T00:00:00+01:00" is a valid ISO 8601 string whose UTC value is in year 0:
-    converting it raises OverflowError, which must be a 400, not a 500.
-    """
-    from shared.core.dates import parse_moment
-
-    try:
-        return parse_moment(value)
-    except OverflowError:
-        return None
 
 
 @dataclass
@@ -382,7 +367,7 @@ def endpoint(method: str, rule: str, *, summary: str, scope: str | None, tag: st
     return decorator
 
 
-MAX_ID = 2**31 - 1  # PostgreSQL integer; larger ids cannot exist
+MAX_ID = validation.MAX_ID  # PostgreSQL integer; larger ids cannot exist
 ID = f"int(min=1, max={MAX_ID})"  # URL converter for database ids in rules
 
 
@@ -395,29 +380,3 @@ def pagination(default_per_page: int = 25) -> dict[str, Field]:
         "page": Integer("Page number, from 1", minimum=1, maximum=100_000, default=1),
         "per_page": Integer("Items per page (at most 100)", minimum=1, maximum=100, default=default_per_page),
     }
-
-
-def date_bound(value: str | None) -> datetime | None:
-    """A validated Moment as an upper bound: a plain date means up to the very end of that day.
-
-    (parse_moment's end of day is 23:59:59, right for an expiry but not for a bound: a row created
-    at 23:59:59.5 belongs to that day.)
-    """
-    from datetime import UTC, time
-
-    if not value:
-        return None
-    if len(value.strip()) == 10:
-        return datetime.combine(date.fromisoformat(value.strip()), time.max, tzinfo=UTC)
-    return _parse_moment(value)
-
-
-def start_of(value: str | None) -> datetime | None:
-    """A validated Moment as a lower bound: a plain date means the start of that day."""
-    from datetime import UTC, time
-
-    if not value:
-        return None
-    if len(value.strip()) == 10:
-        return datetime.combine(date.fromisoformat(value.strip()), time(0, 0), tzinfo=UTC)
-    return _parse_moment(value)

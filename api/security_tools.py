@@ -10,7 +10,8 @@ from __future__ import annotations
 from flask import jsonify
 
 from api.auth import current_actor
-from api.schema import Array, Body, Boolean, Moment, String, endpoint, identifier, start_of
+from api.schema import Array, Body, Boolean, Moment, String, endpoint, identifier
+from shared.core import dates
 from shared.tokens import access, incident, summary
 
 ERRORS = {400: "Error", 401: "Error", 403: "Error", 404: "Error", 409: "Error", 429: "Error"}
@@ -36,7 +37,7 @@ TRANSFER = Body({"to_user_id": identifier("The member who becomes the token's cr
 def bulk_revoke(body: dict):
     rule = incident.BulkRule(
         token_ids=tuple(body.get("token_ids", ())), created_by=body.get("created_by"),
-        partner_id=body.get("partner_id"), created_before=start_of(body.get("created_before")),
+        partner_id=body.get("partner_id"), created_before=dates.lower_bound(body.get("created_before")),
         all=body.get("all", False))
     result = incident.bulk_revoke(current_actor(), rule, dry_run=body.get("dry_run", False))
     return jsonify(result.as_json())

@@ -27,8 +27,9 @@ from portal.blueprint import bp
 from shared.audit import export as audit_export
 from shared.audit import log as audit_log
 from shared.core.errors import InvalidRequest, ServiceError, TokenLimitReached
+from shared.core.validation import parse_id
+from shared.identity import invitations, roles
 from shared.identity import members as member_admin
-from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor, member_page, refuse_page
 from shared.notifications import pages as notification_pages
@@ -61,7 +62,9 @@ bp.register_blueprint(notification_pages.bp, url_prefix="/settings/notifications
 # --------------------------------------------------------------------------- members
 
 
-def _members_page(form_values: dict | None = None, error: ServiceError | None = None, status: int = 200):
+def _members_page(form_values: dict | None = None, error: ServiceError | None = None, status: int = 200,
+                  issued: invitations.Issued | None = None):
+    """The Members page; after an invitation (or a resend) its link, shown this once."""
     actor = current_actor()
     return render_template(
         "portal/members.html",
@@ -70,6 +73,10 @@ def _members_page(form_values: dict | None = None, error: ServiceError | None = 
         transfer_candidates=incident.transfer_candidates(actor),
         roles_for=lambda membership=None: member_admin.assignable_roles(actor, membership),
         partners=organizations.list_partners(actor.organization_id),
+        pending=invitations.pending_invitations(actor),
+        may_handle=lambda invitation: invitations.may_handle(actor, invitation),
+        is_expired=invitations.is_expired,
+        issued=issued,
         values=form_values or {},
         errors=error.fields if error else {},
         form_error=error.message if error and not error.fields else None,
@@ -85,18 +92,36 @@ def members():
 
 @bp.post("/settings/members")
 @staff_page(Capability.MANAGE_MEMBERS)
-def add_member():
+def invite_member():
+    """Invite someone; the page answers with the link (shown once), never a redirect that would lose it."""
     form = request.form
-    partner_id = form.get("partner_id", type=int)
+    raw_partner = form.get("partner_id", "").strip()
     try:
-        membership = member_admin.add_member(
-            current_actor(), form.get("email", ""), form.get("role", ""),
-            display_name=form.get("display_name", "").strip(), password=form.get("password", ""),
-            partner_id=partner_id)
+        partner_id = parse_id(raw_partner)
+        if raw_partner and partner_id is None:
+            raise InvalidRequest("No such partner", fields={"partner_id": "No such partner"})
+        issued = invitations.invite(current_actor(), form.get("email", ""), form.get("role", ""),
+                                    partner_id=partner_id)
     except InvalidRequest as error:
-        values = {key: form.get(key, "") for key in ("email", "display_name", "role", "partner_id")}
+        values = {key: form.get(key, "") for key in ("email", "role", "partner_id")}
         return _members_page(values, error, FORM_ERROR_STATUS)
-    flash(f"Added {membership.user.email} as {membership.role.replace('_', ' ')}.")
+    return _members_page(issued=issued)
+
+
+@bp.post("/settings/members/invitations/<int:invitation_id>/resend")
+@staff_page(Capability.MANAGE_MEMBERS)
+def resend_invitation(invitation_id: int):
+    actor = current_actor()
+    issued = invitations.resend(actor, invitations.get_invitation_for(actor, invitation_id))
+    return _members_page(issued=issued)
+
+
+@bp.post("/settings/members/invitations/<int:invitation_id>/revoke")
+@staff_page(Capability.MANAGE_MEMBERS)
+def revoke_invitation(invitation_id: int):
+    actor = current_actor()
+    invitation = invitations.revoke(actor, invitations.get_invitation_for(actor, invitation_id))
+    flash(f"Revoked the invitation for {invitation.email}: its link no longer works.")
     return redirect(url_for("portal.members"))
 
 
@@ -131,27 +156,39 @@ def remove_member(membership_id: int):
     """Remove the member, first transferring their organization and project tokens when asked."""
     actor = current_actor()
     membership = member_admin.get_member(actor, membership_id)
-    email = membership.user.email
+    email, org_name = membership.user.email, membership.organization.name
+    raw_target = request.form.get("transfer_to", "").strip()
     try:
-        moved = incident.transfer_and_remove(actor, membership, request.form.get("transfer_to", type=int))
+        target = parse_id(raw_target)
+        if raw_target and target is None:
+            raise InvalidRequest("No such member", fields={"transfer_to": "No such member"})
+        moved = incident.transfer_and_remove(actor, membership, target)
     except (InvalidRequest, TokenLimitReached) as error:
         flash(f"{email} was not removed: {error.message}", "error")
         return redirect(url_for("portal.members"))
     kept = (f" {len(moved)} token{'' if len(moved) == 1 else 's'} now belong{'s' if len(moved) == 1 else ''} to "
             f"{moved[0].creator.user.email} and keep{'s' if len(moved) == 1 else ''} working." if moved else "")
-    flash(f"Removed {email}.{kept} Their other tokens stopped working and their sessions ended.")
+    flash(f"Removed {email}.{kept} Their other tokens stopped working and they can no longer open "
+          f"{org_name}.")
     return redirect(url_for("portal.members"))
 
 
 # --------------------------------------------------------------------------- partners
 
 
-def _partners_page(open_form: int | str | None = None, error: ServiceError | None = None):
-    """The Partners page; after a failed form, that form open with its values and errors."""
+def _partners_page(open_form: int | str | None = None, error: ServiceError | None = None,
+                   issued: invitations.Issued | None = None):
+    """The Partners page; after a failed form, that form open with its values and errors; after an
+    invitation (or a resend), its link, shown this once."""
+    actor = current_actor()
     return render_template(
         "portal/partners.html",
-        cards=partners.list_partner_cards(current_actor()),
+        cards=partners.list_partner_cards(actor),
         partner_roles=partners.partner_roles(),
+        pending=invitations.pending_invitations(actor),
+        may_handle=lambda invitation: invitations.may_handle(actor, invitation),
+        is_expired=invitations.is_expired,
+        issued=issued,
         open_form=open_form,
         values=request.form if error else {},
         errors=error.fields if error else {},
@@ -177,23 +214,39 @@ def partner_create():
         partner = partners.create_partner(current_actor(), request.form.get("name", ""))
     except InvalidRequest as error:
         return _partners_page("new", error)
-    return _back_to_partners(f"Created the partner {partner.name}. Add its users so they can use the partner hub.")
+    return _back_to_partners(f"Created the partner {partner.name}. Invite its users so they can use the "
+                             "partner hub.")
 
 
 @bp.post("/settings/partners/<int:partner_id>/users")
 @staff_page(Capability.MANAGE_PARTNERS)
-def partner_user_add(partner_id: int):
+def partner_user_invite(partner_id: int):
     actor = current_actor()
     partner = partners.get_partner(actor, partner_id)
-    form = request.form
     try:
-        membership = partners.add_partner_user(
-            actor, partner, form.get("email", ""), form.get("role", ""),
-            display_name=form.get("display_name", "").strip(), password=form.get("password", ""))
+        issued = partners.invite_partner_user(actor, partner, request.form.get("email", ""),
+                                              request.form.get("role", ""))
     except InvalidRequest as error:
         return _partners_page(partner.id, error)
-    return _back_to_partners(f"Added {membership.user.email} to {partner.name} as "
-                             f"{membership.role.replace('_', ' ')}.")
+    return _partners_page(issued=issued)
+
+
+@bp.post("/settings/partners/<int:partner_id>/invitations/<int:invitation_id>/resend")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partner_invitation_resend(partner_id: int, invitation_id: int):
+    actor = current_actor()
+    partner = partners.get_partner(actor, partner_id)
+    issued = invitations.resend(actor, invitations.get_invitation_for(actor, invitation_id, partner.id))
+    return _partners_page(issued=issued)
+
+
+@bp.post("/settings/partners/<int:partner_id>/invitations/<int:invitation_id>/revoke")
+@staff_page(Capability.MANAGE_PARTNERS)
+def partner_invitation_revoke(partner_id: int, invitation_id: int):
+    actor = current_actor()
+    partner = partners.get_partner(actor, partner_id)
+    invitation = invitations.revoke(actor, invitations.get_invitation_for(actor, invitation_id, partner.id))
+    return _back_to_partners(f"Revoked the invitation for {invitation.email}: its link no longer works.")
 
 
 @bp.post("/settings/partners/<int:partner_id>/users/<int:membership_id>/remove")
@@ -203,8 +256,8 @@ def partner_user_remove(partner_id: int, membership_id: int):
     partner = partners.get_partner(actor, partner_id)
     membership = partners.get_partner_user(actor, partner, membership_id)
     partners.remove_partner_user(actor, membership)
-    return _back_to_partners(f"Removed {membership.user.email} from {partner.name}. Their tokens stopped working "
-                             "and their sessions ended.")
+    return _back_to_partners(f"Removed {membership.user.email} from {partner.name}. Their tokens stopped "
+                             "working and they can no longer open the partner hub.")
 
 
 @bp.post("/settings/partners/<int:partner_id>/remove")
@@ -214,8 +267,8 @@ def partner_remove(partner_id: int):
     partner = partners.get_partner(actor, partner_id)
     users = partners.remove_partner(actor, partner)
     return _back_to_partners(f"Removed the partner {partner.name} and its {len(users)} "
-                             f"user{'' if len(users) == 1 else 's'}. Their tokens stopped working and their "
-                             "sessions ended.")
+                             f"user{'' if len(users) == 1 else 's'}. Their tokens stopped working and they "
+                             "can no longer open the partner hub; its pending invitations no longer work.")
 
 
 # --------------------------------------------------------------------------- organization

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from functools import wraps
 from pathlib import Path
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, g, jsonify, make_response, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from shared.core import logs, metrics, ratelimits, request_ids
 from shared.core.config import build_config, engine_options
@@ -18,7 +21,9 @@ from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
 from shared.core.http_headers import init_security
+from shared.core.validation import MAX_ID
 from shared.tokens import usage_flush
+from shared.tokens.log_masking import install_secret_masking
 from shared.worker import queue as task_queue
 
 API_PREFIX = "/api/"
@@ -39,12 +44,64 @@ class BrowserOnlySessionInterface(SecureCookieSessionInterface):
         return super().save_session(app, session, response)
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """JSON that is nested too deeply to parse (100,000 "[") is a malformed body, answered 400 like
+    any other, not a RecursionError and a 500."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+class ChunkedBodyLimit:
+    """WSGI middleware: a body sent without Content-Length (chunked) is read here, up to one byte
+    past the limit. Within it, the app gets it with its length like any other; beyond it, the app
+    sees a Content-Length over the limit and no body, so it answers 413 as for a declared one.
+
+    (Werkzeug alone would stop reading at the limit and hand the app a silently cut body.)
+    """
+
+    def __init__(self, wsgi_app, limit: int):
+        self.wsgi_app = wsgi_app
+        self.limit = limit
+
+    def __call__(self, environ, start_response):
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH"):
+            body = bytearray()
+            stream = environ["wsgi.input"]
+            while len(body) <= self.limit:
+                chunk = stream.read(min(64 * 1024, self.limit + 1 - len(body)))
+                if not chunk:
+                    break
+                body.extend(chunk)
+            environ["wsgi.input"] = io.BytesIO(b"" if len(body) > self.limit else bytes(body))
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.wsgi_app(environ, start_response)
+
+
+class IdConverter(IntegerConverter):
+    """`<int:…>` whose default maximum is the largest database id."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(Path(__file__).resolve().parent.parent / "instance"),
                 static_folder=str(Path(__file__).resolve().parent.parent / "static"), static_url_path="/static")
     app.config.update(build_config(Path(app.instance_path)))
     if test_config:
         app.config.update(test_config)
+    # Werkzeug refuses a larger body (413) before reading it, and stops a chunked one (no
+    # Content-Length) as soon as it crosses the limit; form fields get the same ceiling.
+    limit = app.config["KEYWARD_MAX_BODY_BYTES"]
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_FORM_MEMORY_SIZE"] = limit
+    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, limit)
     database_url = app.config["SQLALCHEMY_DATABASE_URI"]
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(database_url))
     if not database_url.startswith("sqlite"):
@@ -53,7 +110,12 @@ def create_app(test_config: dict | None = None) -> Flask:
             "url": database_url, "isolation_level": "AUTOCOMMIT", **app.config["SQLALCHEMY_ENGINE_OPTIONS"],
             "pool_pre_ping": False}})
     app.session_interface = BrowserOnlySessionInterface()
+    app.json = BoundedJSONProvider(app)
     app.json.sort_keys = False  # keep the documented field order
+    # Ids in URLs (<int:…>) stop at the largest a row can have: a larger number answers 404
+    # instead of overflowing the database driver. Set before the blueprints add their rules.
+    app.url_map.converters["int"] = IdConverter
+    install_secret_masking(app)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
@@ -67,10 +129,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     from api import bp as api_bp
     from partner_hub import bp as hub_bp
     from portal import bp as portal_bp
+    from shared.identity.invitation_pages import bp as invitations_bp
     from shared.identity.signin import bp as auth_bp
 
     csrf.exempt(api_bp)  # token-authenticated, never cookie-authenticated
     app.register_blueprint(auth_bp)
+    app.register_blueprint(invitations_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(hub_bp)
     app.register_blueprint(api_bp)
@@ -163,6 +227,16 @@ def _register_error_handlers(app: Flask) -> None:
         if _wants_json():
             return http_error_response(error)
         return _error_page(error.code, error.description)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge):
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        message = f"The request is too large: at most {limit:,} bytes are accepted."
+        # The rest of the body is never read: the connection closes rather than wait for it.
+        response = error_response(413, "payload_too_large", message) if _wants_json() else \
+            make_response(_error_page(413, message))
+        response.headers["Connection"] = "close"
+        return response
 
     @app.errorhandler(OperationalError)
     def database_unavailable(error: OperationalError):

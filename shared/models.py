@@ -198,6 +198,56 @@ def membership_is_live(removed_at: datetime | None, user_is_active: bool, partne
     return removed_at is None and user_is_active and partner_removed_at is None
 
 
+class Invitation(db.Model):
+    """An invitation to join an organization with a role (as a partner's user when `partner_id`).
+
+    Nobody joins without saying yes and nobody chooses another person's password: the invited
+    person opens a single-use link and either sets their own name and password (a new account)
+    or accepts while signed in as the account of that email. Only a hash of the link's secret is
+    kept. Until accepted the person is no member of anything. Pending: neither accepted nor
+    revoked (one at most per organization and email; a new one replaces it); usable until
+    `expires_at`.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        Index(
+            "uq_invitation_pending",
+            "organization_id",
+            "email",
+            unique=True,
+            sqlite_where=text("accepted_at IS NULL AND revoked_at IS NULL"),
+            postgresql_where=text("accepted_at IS NULL AND revoked_at IS NULL"),
+        ),
+        CheckConstraint(
+            "role IN ('owner', 'admin', 'security_manager', 'maintainer', 'editor', 'viewer',"
+            " 'partner_admin', 'partner_member')",
+            name="ck_invitation_role",
+        ),
+        CheckConstraint(
+            "(partner_id IS NULL) = (role NOT IN ('partner_admin', 'partner_member'))",
+            name="ck_invitation_partner_role",
+        ),
+        CheckConstraint("accepted_at IS NULL OR revoked_at IS NULL", name="ck_invitation_outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(254))  # stored lower-cased
+    role: Mapped[str] = mapped_column(String(32))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the operator (CLI)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organization: Mapped[Organization] = relationship()
+    partner: Mapped[Partner | None] = relationship()
+    invited_by: Mapped[User | None] = relationship()
+
+
 class Project(db.Model):
     __tablename__ = "projects"
 
@@ -582,6 +632,7 @@ __all__ = [
     "AuditEvent",
     "Document",
     "Event",
+    "Invitation",
     "Membership",
     "Notification",
     "OidcUsedJti",

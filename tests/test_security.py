@@ -339,6 +339,14 @@ def test_no_secret_in_gunicorn_access_and_error_logs(make, live_server):
     assert _request(api, "GET", f"{server.url}/api/v1/me?api_key={key.secret}")[0] == 401
     assert _request(api, "GET", server.url + "/api/v1/me", headers=bearer(secrets[1]))[0] == 401
 
+    # ...and where gunicorn's access log writes the client's own text verbatim: the path, the
+    # Referer and the User-Agent. Each is logged with the value masked.
+    in_path, in_referer, in_agent = secrets[2], key.secret, secrets[1]
+    assert _request(api, "GET", f"{server.url}/api/v1/tokens/{in_path}", headers=key.headers)[0] == 404
+    assert _request(api, "GET", server.url + "/healthz",
+                    headers={"Referer": f"https://ci.example/job?token={in_referer}",
+                             "User-Agent": f"deploy-bot/1.0 (key {in_agent.upper()})"})[0] == 200
+
     browser = _opener()
     status, page = _request(browser, "GET", server.url + "/login")
     assert status == 200
@@ -348,5 +356,18 @@ def test_no_secret_in_gunicorn_access_and_error_logs(make, live_server):
 
     output = server.output()
     assert '"GET /api/v1/me HTTP/1.1" 401' in output, "the access log was not captured:\n" + output
-    leaked = [value for value in _forbidden_values(make.app, *secrets) if value in output]
+    # The lines that held a secret were captured, masked:
+    assert f'"GET /api/v1/tokens/kw_••••{in_path[-4:]} HTTP/1.1" 404' in output, output
+    assert f'"https://ci.example/job?token=kw_••••{in_referer[-4:]}"' in output, output
+    assert f"deploy-bot/1.0 (key KW_••••{in_agent[-4:].upper()})" in output, output
+    leaked = [value for value in _forbidden_values(make.app, *secrets) if value.lower() in output.lower()]
     assert not leaked, f"secrets found in the gunicorn log: {leaked}\n{output}"
+
+
+def test_gunicorn_warns_once_when_rate_limits_are_counted_per_worker(live_server):
+    """memory:// limits with several workers: each counts alone (a limit lets several times through)."""
+    warning = "RATELIMIT_STORAGE_URI is memory:// with 2 workers"
+    several = live_server(workers=2, RATELIMIT_STORAGE_URI="memory://")
+    assert several.output().count(warning) == 1, several.output()
+    one = live_server(workers=1, RATELIMIT_STORAGE_URI="memory://")
+    assert "RATELIMIT_STORAGE_URI is memory://" not in one.output()

@@ -13,6 +13,7 @@ exactly.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,9 +116,15 @@ def jsonl_chunks(events: Iterator[dict[str, Any]], batch: int = BATCH) -> Iterat
 
 
 def chunks(organization_id: int, filters: AuditFilters, fmt: str) -> Iterator[str]:
-    """The export as text chunks, read and written a batch at a time (the CLI's entry)."""
+    """The export as text chunks, read and written a batch at a time (the CLI's entry).
+
+    The first batch is read now, before anything is sent: a query that fails answers an error
+    (or the command's message) instead of a download cut off after its 200.
+    """
     write = csv_chunks if check_format(fmt) == "csv" else jsonl_chunks
-    return write(records(organization_id, filters))
+    events = records(organization_id, filters)
+    first = next(events, None)
+    return write(itertools.chain([first], events) if first is not None else iter(()))
 
 
 def download(actor: Actor, filters: AuditFilters, fmt: str, organization_slug: str) -> Download:

@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from shared.audit.record import Actor
+from shared.core import dates
 from shared.core.errors import PermissionDenied
 from shared.core.extensions import db
+from shared.core.validation import parse_id
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.models import AuditEvent, Membership, User
 
 PER_PAGE = 50
+MAX_PAGE = 100_000
 
 
 @dataclass
@@ -42,35 +45,19 @@ class AuditFilters:
         return {key: value for key, value in values.items() if value not in (None, "")}
 
 
-def _day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat((value or "").strip())
-    except ValueError:
-        return None
-
-
 def filters_from_args(args: MultiDict) -> AuditFilters:
-    """The page's query string; anything unusable is ignored rather than refused."""
-    try:
-        actor = int(args.get("actor", ""))
-    except ValueError:
-        actor = None
-    try:
-        page = max(1, min(int(args.get("page", "1")), 100_000))
-    except ValueError:
-        page = 1
-    return AuditFilters(action=args.get("action", "").strip()[:64], actor_user_id=actor,
-                        since=_day(args.get("from")), until=_day(args.get("to")), page=page)
+    """The page's query string; anything unusable (not a day, not an id a row can have) is ignored
+    rather than refused, and decided here, before any query runs or any export streams."""
+    page = parse_id(args.get("page")) or 1
+    return AuditFilters(action=args.get("action", "").strip()[:64], actor_user_id=parse_id(args.get("actor")),
+                        since=dates.parse_day(args.get("from")), until=dates.parse_day(args.get("to")),
+                        page=min(page, MAX_PAGE))
 
 
 def require_reader(actor: Actor) -> None:
     """:raise PermissionDenied: unless the actor's role may read the audit log."""
     if not roles.can(actor.role, Capability.READ_AUDIT_LOG):
         raise PermissionDenied("Your role cannot read the audit log")
-
-
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def matching(query, organization_id: int, filters: AuditFilters):
@@ -81,9 +68,9 @@ def matching(query, organization_id: int, filters: AuditFilters):
     if filters.actor_user_id is not None:
         query = query.where(AuditEvent.actor_user_id == filters.actor_user_id)
     if filters.since:
-        query = query.where(AuditEvent.created_at >= _start_of(filters.since))
+        query = query.where(AuditEvent.created_at >= dates.start_of_day(filters.since))
     if filters.until:
-        query = query.where(AuditEvent.created_at < _start_of(filters.until + timedelta(days=1)))
+        query = query.where(AuditEvent.created_at <= dates.last_moment_of(filters.until))
     return query
 
 

@@ -1,4 +1,8 @@
-"""`flask --app wsgi users create|set-role|remove`: the operator's bootstrap of people."""
+"""`flask --app wsgi users create|invite|set-role|remove`: the operator's bootstrap of people.
+
+`create` sets a password on the server (the first owner of a fresh install); everybody else joins
+by invitation (`invite`, or the Members and Partners pages), choosing their own password.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from shared.cli.common import password_from_env_or_prompt, reports_service_errors
-from shared.identity import accounts
+from shared.identity import accounts, invitations
 from shared.orgs import organizations
 from shared.orgs import partners as partner_service
 
@@ -29,6 +33,22 @@ def create(email: str, org_slug: str, role: str, partner_name: str | None, displ
         org, email, role, password=password, partner=partner, display_name=display_name
     )
     click.echo(f"{membership.user.email} is {membership.role} in {org.slug}")
+
+
+@cli.command("invite")
+@click.argument("email")
+@click.option("--org", "org_slug", required=True)
+@click.option("--role", required=True)
+@click.option("--partner", "partner_name")
+@reports_service_errors
+def invite(email: str, org_slug: str, role: str, partner_name: str | None):
+    """Invite someone: prints the invitation link (single use, 7 days; also emailed when email is on)."""
+    org = organizations.get_organization(org_slug)
+    partner = partner_service.find_partner(org, partner_name) if partner_name else None
+    issued = invitations.invite_as_operator(org, email, role, partner)
+    click.echo(issued.link)
+    if issued.email_failed:
+        click.echo("The invitation email could not be sent: pass the link on yourself.", err=True)
 
 
 @cli.command("set-role")

@@ -9,6 +9,7 @@ from pathlib import Path
 from shared.core.oidc_issuers import InvalidIssuerConfig, trusted_issuers
 
 DEFAULT_RATE_LIMITS = "free=60/minute;business=600/minute;enterprise=3000/minute"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 class ConfigError(RuntimeError):
@@ -129,6 +130,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_FREE_TOKEN_LIMIT": int(env.get("KEYWARD_FREE_TOKEN_LIMIT", "10")),
         "KEYWARD_AUTH_FAILURE_LIMIT": env.get("KEYWARD_AUTH_FAILURE_LIMIT", "30/minute"),
         "KEYWARD_LOGIN_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_FAILURE_LIMIT", "10/minute"),
+        # Failed sign-ins per account, from any number of addresses.
+        "KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT", "20/10 minutes"),
         "KEYWARD_LEAK_REPORT_LIMIT": env.get("KEYWARD_LEAK_REPORT_LIMIT", "30/minute"),
         # Trusted publishers: the issuers whose CI identity tokens may be exchanged, every exchange
         # per client address (CI runners share egress addresses, so it is generous) and the
@@ -150,6 +153,12 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
                                                 env.get("KEYWARD_USAGE_FLUSH_SECONDS", "1")),
         # Extra CAs (PEM) trusted for webhook deliveries and SMTP, beside the system's.
         "KEYWARD_CA_BUNDLE": env.get("KEYWARD_CA_BUNDLE") or None,
+        # The largest request body read (bytes): larger ones answer 413 before being read, chunked
+        # ones as soon as they cross it. Nothing Keyward accepts comes near 1 MiB.
+        "KEYWARD_MAX_BODY_BYTES": int(env.get("KEYWARD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        # Where people reach Keyward (https://keyward.example.com): invitation links in emails and
+        # on the command line start with it. Unset, a page uses the address it was requested at.
+        "KEYWARD_BASE_URL": (env.get("KEYWARD_BASE_URL") or "").rstrip("/") or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
 
 from shared.core import clock
@@ -56,15 +56,34 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def end_of_day(day: date) -> datetime:
-    from datetime import UTC
-
+    """23:59:59 UTC of the day: an expiry chosen as a date."""
     return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
-def parse_moment(value: str) -> datetime | None:
-    """An ISO 8601 date (end of that day, UTC) or date-time (UTC if no offset)."""
-    from datetime import UTC
+def start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
+
+def last_moment_of(day: date) -> datetime:
+    """The very end of the day (23:59:59.999999 UTC): an inclusive upper bound that exists even for
+    the last day datetime knows (9999-12-31), where "before the next day's start" would overflow."""
+    return datetime.combine(day, time.max, tzinfo=UTC)
+
+
+def parse_day(value: str | None) -> date | None:
+    """A calendar day written YYYY-MM-DD, or None."""
+    value = (value or "").strip()
+    if len(value) != 10:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse_moment(value: str) -> datetime | None:
+    """An ISO 8601 date (end of that day, UTC) or date-time (UTC if no offset); None when it is not
+    one, or when it lies outside what datetime holds once in UTC ("0001-01-01T00:00:00+01:00")."""
     value = value.strip()
     if len(value) > 40:
         return None
@@ -72,6 +91,23 @@ def parse_moment(value: str) -> datetime | None:
         if len(value) == 10:
             return end_of_day(date.fromisoformat(value))
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def lower_bound(value: str | None) -> datetime | None:
+    """A filter's "from": a date means from the start of that day, a date-time that moment."""
+    if not value:
+        return None
+    day = parse_day(value)
+    return start_of_day(day) if day else parse_moment(value)
+
+
+def upper_bound(value: str | None) -> datetime | None:
+    """A filter's "to", inclusive: a date means up to the very end of that day (a row created at
+    23:59:59.5 belongs to it), a date-time that moment."""
+    if not value:
+        return None
+    day = parse_day(value)
+    return last_moment_of(day) if day else parse_moment(value)

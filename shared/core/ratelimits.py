@@ -12,6 +12,7 @@ allowlist), and its before/after-request hooks cost about 0.1 ms on every reques
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -153,15 +154,22 @@ def _test(limit_text: str, *identifiers: str) -> RateState | None:
     return RateState(limit=item.amount, remaining=0, reset=reset)
 
 
-def refuse_if_failing(kind: str, address: str) -> None:
-    """Throttle guessing: an address with too many recent failures is refused before any check."""
+def bucket_name(text: str) -> str:
+    """A fixed-length bucket name for free text (an email as typed): nothing personal is stored
+    in the limit storage, and a long value cannot make a long key."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def refuse_if_failing(kind: str, bucket: str) -> None:
+    """Throttle guessing: a bucket (a client address, an account) with too many recent failures
+    is refused before any check. KEYWARD_<KIND>_FAILURE_LIMIT sets the limit."""
     limit_text = current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
-    state = _test(limit_text, f"{kind}-failures", address)
+    state = _test(limit_text, f"{kind}-failures", bucket)
     if state is not None:
-        raise RateLimited("Too many failed attempts from this address; retry later", state)
+        raise RateLimited("Too many failed attempts; retry later", state)
 
 
-def count_failure(kind: str, address: str) -> None:
+def count_failure(kind: str, bucket: str) -> None:
     limit_text = current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
     with contextlib.suppress(RateLimited):
-        _hit(limit_text, f"{kind}-failures", address)
+        _hit(limit_text, f"{kind}-failures", bucket)

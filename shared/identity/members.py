@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
 from shared.audit.record import Actor
-from shared.core.errors import InvalidRequest, NotFound, PermissionDenied
+from shared.core.errors import NotFound, PermissionDenied
 from shared.core.extensions import db
 from shared.identity import accounts, roles
 from shared.identity.roles import Capability, require
-from shared.models import Membership, Partner, User
+from shared.models import Membership, User
 from shared.orgs.organizations import live_token_counts
 
 
@@ -69,21 +69,6 @@ def _may_manage(actor: Actor, target: Membership, new_role: str | None = None) -
     if new_role is not None and not _capabilities(new_role) <= mine:
         return "You cannot grant a role with more rights than your own"
     return None
-
-
-def add_member(actor: Actor, email: str, role: str, *, display_name: str | None, password: str | None,
-               partner_id: int | None) -> Membership:
-    require(actor, Capability.MANAGE_MEMBERS, "Your role cannot manage members")
-    if roles.is_valid_role(role) and not _capabilities(role) <= _capabilities(actor.role):
-        raise InvalidRequest("You cannot grant a role with more rights than your own",
-                             fields={"role": "You cannot grant a role with more rights than your own"})
-    partner = None
-    if partner_id is not None:
-        partner = db.session.get(Partner, partner_id)
-        if partner is None or partner.organization_id != actor.organization_id or partner.removed_at:
-            raise InvalidRequest("No such partner", fields={"partner_id": "No such partner"})
-    return accounts.add_member(actor.membership.organization, email, role, password=password or None,
-                               display_name=display_name or None, partner=partner, actor=actor)
 
 
 def change_role(actor: Actor, membership: Membership, role: str) -> Membership:

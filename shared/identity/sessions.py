@@ -10,6 +10,7 @@ import secrets
 from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
+from shared.core.db import write_transaction
 from shared.core.extensions import db
 from shared.models import User, UserSession
 
@@ -18,13 +19,15 @@ def _session_key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def start_session(user: User) -> str:
-    """A new server-side session; its key goes into the (signed) cookie."""
+def start_session(user_id: int) -> User:
+    """A new server-side session for the user, in a write transaction of its own (or the caller's);
+    the user comes back with its `session_key`, which goes into the (signed) cookie."""
     key = secrets.token_urlsafe(32)
-    db.session.add(UserSession(key_hash=_session_key_hash(key), user_id=user.id))
-    db.session.commit()
+    with write_transaction() as session:
+        session.add(UserSession(key_hash=_session_key_hash(key), user_id=user_id))
+    user = db.session.get(User, user_id)
     user.session_key = key
-    return key
+    return user
 
 
 def user_for_session(key: str) -> User | None:
@@ -40,10 +43,11 @@ def user_for_session(key: str) -> User | None:
 
 def end_session(key: str | None) -> None:
     if key:
-        db.session.execute(delete(UserSession).where(UserSession.key_hash == _session_key_hash(key)))
-        db.session.commit()
+        # The request has read this very row (it signed the user in): the delete starts as a write.
+        with write_transaction() as session:
+            session.execute(delete(UserSession).where(UserSession.key_hash == _session_key_hash(key)))
 
 
 def end_sessions(user: User) -> None:
-    """Sign the user out everywhere (removal, new password, deactivation)."""
+    """Sign the user out everywhere (a new password, deactivation), in the caller's transaction."""
     db.session.execute(delete(UserSession).where(UserSession.user_id == user.id))

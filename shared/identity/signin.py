@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from urllib.parse import urlparse
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -19,9 +18,11 @@ from wtforms.validators import DataRequired, Length
 
 from shared.audit.record import Actor
 from shared.core import ratelimits
+from shared.core.db import write_transaction
 from shared.core.extensions import db, login_manager
 from shared.core.netaddr import client_address
 from shared.core.ratelimits import RateLimited
+from shared.core.validation import local_path
 from shared.identity import accounts, roles, sessions
 from shared.identity.roles import Capability
 from shared.models import Membership
@@ -189,12 +190,7 @@ def navigation_context() -> dict:
 
 
 def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
-    parts = urlparse(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
+    return local_path(target)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -202,28 +198,40 @@ def login():
     form = LoginForm()
     error = None
     status = 200
+    headers = {}
     if form.validate_on_submit():
-        address = client_address()
+        # Guessing is throttled per address and per account: many addresses trying one account
+        # (a botnet) are stopped as surely as one address trying many. The account's bucket is
+        # keyed by the email as typed (normalized), whether or not it has an account, so the
+        # refusal reveals nothing.
+        buckets = (("login", client_address()), ("login_account", ratelimits.bucket_name(
+            accounts.normalize_email(form.email.data))))
         try:
-            ratelimits.refuse_if_failing("login", address)
-            user = accounts.find_user(form.email.data)
-            if accounts.check_password(user, form.password.data) and user.is_active:
+            for kind, bucket in buckets:
+                ratelimits.refuse_if_failing(kind, bucket)
+            verified = accounts.authenticate(form.email.data, form.password.data)
+            if verified:
                 session.clear()  # a fresh session on sign-in: no fixation
-                sessions.start_session(user)
+                with write_transaction():
+                    accounts.save_rehash(verified)
+                    user = sessions.start_session(verified.user_id)
                 login_user(user)
                 membership = current_membership()
                 if membership:
                     session["org_id"] = membership.organization_id
                 return redirect(_safe_next(request.args.get("next")) or home_for(membership))
-            ratelimits.count_failure("login", address)
+            for kind, bucket in buckets:
+                ratelimits.count_failure(kind, bucket)
             error = "Incorrect email or password."
             status = 401
-        except RateLimited:
-            error = "Too many failed sign-ins from your address. Wait a minute and try again."
+        except RateLimited as limited:
+            minutes = -(-limited.state.retry_after // 60)
+            error = (f"Too many failed sign-ins. Try again in {minutes} minute{'' if minutes == 1 else 's'}.")
             status = 429
+            headers["Retry-After"] = str(limited.state.retry_after)
     elif request.method == "POST":
         status = 400
-    return render_template("auth/login.html", form=form, error=error), status
+    return render_template("auth/login.html", form=form, error=error), status, headers
 
 
 @bp.post("/logout")

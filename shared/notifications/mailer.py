@@ -111,6 +111,39 @@ class _Connection:
                 self.smtp.close()
 
 
+def email_enabled() -> bool:
+    return bool(current_app.config.get("KEYWARD_SMTP_URL"))
+
+
+def send_now(to: str, subject: str, template: str, **context) -> bool:
+    """Send one email at once, rendered from `email/<template>.txt` and `.html`: for mail that
+    cannot wait for the worker because it carries a one-time link whose secret is never stored
+    (an invitation). False when email is off or the server refused; the caller then shows the
+    link instead. Never logs the address or the body."""
+    url = current_app.config.get("KEYWARD_SMTP_URL")
+    if not url:
+        return False
+    sender = current_app.config["KEYWARD_MAIL_FROM"]
+    message = EmailMessage()
+    message["Subject"] = _clean_header(f"{SUBJECT_PREFIX}{subject}")
+    message["From"] = sender
+    message["To"] = to
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(render_template(f"email/{template}.txt", **context))
+    message.add_alternative(render_template(f"email/{template}.html", **context), subtype="html")
+    connection = _Connection(parse_smtp_url(url))
+    try:
+        connection.send(message)
+    except (smtplib.SMTPException, OSError) as error:
+        log.warning("could not send the %s email (%s)", template, type(error).__name__)
+        return False
+    finally:
+        connection.close()
+    return True
+
+
 def send_pending(batch: int = 100) -> int:
     """Email every unsent notification (or mark them handled when email is off); how many were sent."""
     url = current_app.config.get("KEYWARD_SMTP_URL")

@@ -7,7 +7,6 @@ and what happened.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from enum import StrEnum
 
@@ -48,11 +47,6 @@ class NotificationKind(StrEnum):
 
 KINDS = frozenset(kind.value for kind in NotificationKind)
 MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
-# Anything shaped like a token value (the format's 56 + 8 hex characters, whatever the prefix or
-# letter case): a detail copied from outside (a leak report's URL) could carry one, and a
-# notification, which is also emailed, must never hold a secret.
-_SECRET_LIKE = re.compile(rf"[0-9a-f]{{{token_format.SECRET_HEX + token_format.CHECKSUM_HEX}}}", re.IGNORECASE)
-REDACTED = "[redacted]"
 
 
 def org_user_ids(organization_id: int, roles: Iterable[str], *, connection=None) -> set[int]:
@@ -84,7 +78,9 @@ def token_message(kind: str, token: ApiToken, detail: str = "") -> str:
 
 
 def redact_secrets(text: str) -> str:
-    return _SECRET_LIKE.sub(REDACTED, text)
+    """A detail copied from outside (a leak report's URL) could carry a token value, and a
+    notification, which is also emailed, must never hold a secret: token-shaped values are masked."""
+    return token_format.mask_secrets(text)
 
 
 def notify(user_ids: Iterable[int], organization_id: int, kind: str, message: str,

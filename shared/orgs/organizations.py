@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from shared.audit import record as audit
 from shared.audit.record import Actor
+from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
 from shared.core.validation import FieldErrors
@@ -106,7 +107,11 @@ def update_plan_and_policy(actor: Actor, data: PolicyInput) -> Organization:
     The policy applies to tokens created or edited from now on; existing tokens keep working.
     """
     require(actor, Capability.MANAGE_PLAN_AND_POLICY, "Only an owner can change the plan and token policy")
-    org = actor.membership.organization
+    with write_transaction():
+        return _update_plan_and_policy(actor, actor.membership.organization, data)
+
+
+def _update_plan_and_policy(actor: Actor, org: Organization, data: PolicyInput) -> Organization:
     before = policy_of(org)
     if data.plan != before.plan:
         org.plan = data.plan
@@ -121,7 +126,6 @@ def update_plan_and_policy(actor: Actor, data: PolicyInput) -> Organization:
         org.policy_deactivate_unused_days = data.deactivate_unused_days
         audit.record(actor, org.id, "organization.policy_changed", "organization", str(org.id),
                      {"changes": changes})
-    db.session.commit()
     return org
 
 
@@ -144,13 +148,13 @@ def create_organization(name: str, plan: str = Plan.FREE) -> Organization:
     if plan not in PLANS:
         raise InvalidRequest(f"Plan must be one of {', '.join(PLANS)}", fields={"plan": "Unknown plan"})
     base = slugify(name)
-    slug, n = base, 1
-    while db.session.scalar(select(Organization.id).where(Organization.slug == slug)) is not None:
-        n += 1
-        slug = f"{base}-{n}"
-    org = Organization(name=name, slug=slug, plan=plan)
-    db.session.add(org)
-    db.session.commit()
+    with write_transaction() as session:  # the free slug is found and taken under the write lock
+        slug, n = base, 1
+        while session.scalar(select(Organization.id).where(Organization.slug == slug)) is not None:
+            n += 1
+            slug = f"{base}-{n}"
+        org = Organization(name=name, slug=slug, plan=plan)
+        session.add(org)
     return org
 
 
@@ -165,9 +169,9 @@ def create_project(org: Organization, name: str) -> Project:
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidRequest("Project name must be 1–100 characters", fields={"name": "1–100 characters"})
-    project = Project(organization_id=org.id, name=name)
-    db.session.add(project)
-    db.session.commit()
+    with write_transaction() as session:
+        project = Project(organization_id=org.id, name=name)
+        session.add(project)
     return project
 
 

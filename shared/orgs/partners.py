@@ -17,11 +17,11 @@ from sqlalchemy.orm import joinedload
 from shared.audit import record as audit
 from shared.audit.record import Actor
 from shared.core import clock
+from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
-from shared.identity import accounts, roles
+from shared.identity import accounts, invitations, roles
 from shared.identity.roles import Capability, require
-from shared.identity.sessions import end_sessions
 from shared.models import Membership, Organization, Partner, User
 from shared.orgs.organizations import list_partners, live_token_counts
 
@@ -90,14 +90,12 @@ def create_partner(actor: Actor, name: str) -> Partner:
     return register_partner(actor.membership.organization, name, actor=actor)
 
 
-def add_partner_user(actor: Actor, partner: Partner, email: str, role: str, *, display_name: str | None,
-                     password: str | None) -> Membership:
-    """A new (or existing) user as partner_admin or partner_member of `partner`: they sign in to the hub."""
+def invite_partner_user(actor: Actor, partner: Partner, email: str, role: str) -> invitations.Issued:
+    """Invite someone as partner_admin or partner_member of `partner`: once they accept, they use the hub."""
     require(actor, Capability.MANAGE_PARTNERS, NOT_ALLOWED)
     if not roles.is_partner_role(role):
         raise InvalidRequest("Choose a partner role", fields={"role": "Choose Partner admin or Partner member"})
-    return accounts.add_member(partner.organization, email, role, password=password or None,
-                               display_name=display_name or None, partner=partner, actor=actor)
+    return invitations.invite(actor, email, role, partner_id=partner.id)
 
 
 def remove_partner_user(actor: Actor, membership: Membership) -> None:
@@ -114,16 +112,16 @@ def register_partner(org: Organization, name: str, actor: Actor | None = None) -
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidRequest("Partner name must be 1–100 characters", fields={"name": "1–100 characters"})
-    existing = db.session.scalars(select(Partner).where(
-        Partner.organization_id == org.id, func.lower(Partner.name) == name.lower(),
-        Partner.removed_at.is_(None))).first()
-    if existing:
-        raise InvalidRequest(f"A partner named {name} exists", fields={"name": "Already exists"})
-    partner = Partner(organization_id=org.id, name=name)
-    db.session.add(partner)
-    db.session.flush()
-    audit.record(actor, org.id, "partner.created", "partner", str(partner.id), {"name": name})
-    db.session.commit()
+    with write_transaction() as session:  # read the names and add one under the write lock
+        existing = session.scalars(select(Partner).where(
+            Partner.organization_id == org.id, func.lower(Partner.name) == name.lower(),
+            Partner.removed_at.is_(None))).first()
+        if existing:
+            raise InvalidRequest(f"A partner named {name} exists", fields={"name": "Already exists"})
+        partner = Partner(organization_id=org.id, name=name)
+        session.add(partner)
+        session.flush()
+        audit.record(actor, org.id, "partner.created", "partner", str(partner.id), {"name": name})
     return partner
 
 
@@ -137,19 +135,21 @@ def find_partner(org: Organization, name: str) -> Partner:
 
 
 def dissolve_partner(partner: Partner, actor: Actor | None = None) -> list[Membership]:
-    """Remove a partner company: its users' memberships end, their tokens stop and their sessions end at once.
+    """Remove a partner company: its users' memberships end, so their tokens and their access to
+    this organization stop at once (their sessions stay for any other organization they work in).
 
     The rows stay (tokens point at them); `Membership.is_live` refuses a removed partner's
-    memberships too, so nothing of the partner can come back to life.
+    memberships too, so nothing of the partner can come back to life. Its pending invitations
+    can no longer be accepted either.
     """
-    now = clock.now()
-    users = list(db.session.scalars(select(Membership).where(
-        Membership.partner_id == partner.id, Membership.removed_at.is_(None)).order_by(Membership.id)).all())
-    partner.removed_at = now
-    for membership in users:
-        membership.removed_at = now
-        end_sessions(membership.user)
-    audit.record(actor, partner.organization_id, "partner.removed", "partner", str(partner.id),
-                 {"name": partner.name, "users": [m.user.email for m in users]})
-    db.session.commit()
+    with write_transaction() as session:
+        now = clock.now()
+        users = list(session.scalars(
+            select(Membership).where(Membership.partner_id == partner.id, Membership.removed_at.is_(None))
+            .order_by(Membership.id)).all())
+        partner.removed_at = now
+        for membership in users:
+            membership.removed_at = now
+        audit.record(actor, partner.organization_id, "partner.removed", "partner", str(partner.id),
+                     {"name": partner.name, "users": [m.user.email for m in users]})
     return users

@@ -5,7 +5,7 @@ the organization's policy, the creator's role, the free-plan count and never bey
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
@@ -35,10 +35,17 @@ def _owns(actor: Actor, token: ApiToken) -> bool:
 
 
 def visible_tokens_query(actor: Actor):
-    """Tokens this actor may see: every token of the org for managers, else their own."""
+    """Tokens this actor may see: every token of the org for managers, else their own; and when a
+    project token acts, only tokens bound to its project (its reach never exceeds its project).
+
+    The one tenancy rule for tokens: listing, reading, every change, bulk revocation and the
+    analytics all start from this query.
+    """
     query = select(ApiToken).where(ApiToken.organization_id == actor.organization_id)
     if not roles.can(actor.role, Capability.SEE_ALL_TOKENS):
         query = query.where(ApiToken.created_by_membership_id == actor.membership.id)
+    if actor.token is not None and actor.token.type == TokenType.PROJECT:
+        query = query.where(ApiToken.project_id == actor.token.project_id)
     return query
 
 
@@ -131,19 +138,73 @@ def check_no_escalation(caller: ApiToken, data: TokenInput, errors: FieldErrors,
             errors.add("ip_allowlist", "The allowlist must stay within the calling token's allowlist")
 
 
-def check_target_within_caller(actor: Actor, token: ApiToken) -> None:
-    """A token may not obtain the secret of a token with wider rights than its own (escalation).
+def _outlives(expires_at: datetime | None, caller_expires_at: datetime | None) -> bool:
+    """Does a token expiring at `expires_at` outlive the caller? Compared by UTC day, as expiry is
+    shown and as the policy caps it: tokens made the same day with the same lifetime (seconds
+    apart) stay within each other."""
+    if caller_expires_at is None:
+        return False
+    return expires_at is None or expires_at.date() > caller_expires_at.date()
 
-    Deactivating, revoking or editing a wider token gives the caller nothing; edits that would
-    widen are refused field by field in check_no_escalation.
+
+def beyond_caller(caller: ApiToken, *, rights: dict[str, list[str]], project_id: int | None,
+                  expires_at: datetime | None, ip_allowlist: list[str]) -> str | None:
+    """What of a token with these fields lies beyond the calling token, or None when nothing does.
+
+    The rule a token is held to whenever it acts on a token it does not merely reduce: the known
+    rights (per scope, so both scopes and permissions), the project binding, the expiry and the
+    IP allowlist must all stay within its own.
+    """
+    if beyond := token_rights.known_pairs(rights) - token_rights.effective_pairs(caller):
+        scope, permission = min(beyond)
+        return f"{scope} {permission}"
+    if caller.type == TokenType.PROJECT and project_id != caller.project_id:
+        return "another project"
+    if _outlives(expires_at, caller.expires_at):
+        return "a later expiry" if expires_at is not None else "no expiry"
+    if caller.ip_allowlist and (not ip_allowlist or not _within(ip_allowlist, caller.ip_allowlist)):
+        return "a wider IP allowlist" if ip_allowlist else "no IP allowlist"
+    return None
+
+
+def edit_widens(token: ApiToken, data: TokenInput) -> bool:
+    """Would this edit give the token anything it lacks: a permission or scope, a later or no
+    expiry, a wider or no allowlist, or life again after a deactivation?"""
+    if data.given("rights") and token_rights.pairs(data.rights) - token_rights.pairs(token.rights):
+        return True
+    if data.given("expires_at") and token.expires_at is not None and (
+            data.expires_at is None or data.expires_at > token.expires_at):
+        return True
+    if data.given("ip_allowlist") and token.ip_allowlist and (
+            not data.ip_allowlist or not _within(data.ip_allowlist, token.ip_allowlist)):
+        return True
+    return data.given("is_active") and data.is_active and not token.is_active
+
+
+def check_target_within_caller(actor: Actor, token: ApiToken, data: TokenInput | None = None) -> None:
+    """A token acts only on tokens within its own reach (regenerate, reactivate, end the grace
+    period, transfer, narrow, and any edit that widens): otherwise it could obtain, revive or widen
+    a token with more than it holds, e.g. regenerate a sibling without its allowlist and use the
+    new secret from anywhere, or add `write` to a token holding a scope it lacks.
+
+    With `data` (an edit), the token as it would be after the edit is checked. Deactivating,
+    revoking and edits that only rename or reduce give the caller nothing, so they are not held to
+    this (a restricted token may stop a wider one).
+
+    :raise PermissionDenied: naming what lies beyond the calling token.
     """
     caller = actor.token
     if caller is None or caller.id == token.id:
         return
-    wider = (token_rights.wider_than(token_rights.effective_pairs(caller), token.rights)
-             or (caller.type == TokenType.PROJECT and token.project_id != caller.project_id))
-    if wider:
-        raise PermissionDenied("The calling token cannot manage a token with wider rights than its own")
+
+    def after(name: str):
+        return getattr(data, name) if data is not None and data.given(name) else getattr(token, name)
+
+    beyond = beyond_caller(caller, rights=after("rights"),
+                           project_id=token.project_id, expires_at=after("expires_at"),
+                           ip_allowlist=after("ip_allowlist") or [])
+    if beyond:
+        raise PermissionDenied(f"The calling token cannot manage a token with {beyond} beyond its own")
 
 
 def active_token_count(membership_id: int) -> int:

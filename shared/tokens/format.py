@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from shared.models import ApiToken
 
 if TYPE_CHECKING:
-    pass
+    from shared.models import ApiToken
 
 
 SECRET_HEX = 56  # 224 bits from the CSPRNG
@@ -61,8 +61,25 @@ def hash_secret(value: str) -> str:
     return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()
 
 
+MASK = "••••"
+
+
 def mask(token: ApiToken) -> str:
-    return f"{_prefix()}••••{token.display_suffix}"
+    return f"{_prefix()}{MASK}{token.display_suffix}"
+
+
+# Anything shaped like a secret value: a run of 64 or more hex characters (a token's 56 + 8, an
+# invitation's 64), in any letter case (an upper-cased token is one lower() away from the real
+# one), wherever it stands: a value glued to more hex is still that value.
+_SECRET_SHAPED = re.compile(r"[0-9a-fA-F]{64,}")
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with every token-shaped value masked as tokens are displayed: whatever precedes it
+    stays (the `kw_` prefix), the value becomes •••• and its last 4 characters. For text that
+    comes from outside and is kept or logged: a leak report's URL, an access log's path, Referer
+    or User-Agent. A commit hash (40 hex) is left alone."""
+    return _SECRET_SHAPED.sub(lambda found: MASK + found.group()[-4:], text)
 
 
 PUBLIC_ID = re.compile(r"tok_[0-9a-f]{16}")

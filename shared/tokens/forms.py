@@ -155,11 +155,10 @@ def _project_id(value: str, errors: validation.FieldErrors) -> int | None:
     if not value:
         errors.add("project_id", "Choose a project for a project token")
         return None
-    try:
-        return int(value)
-    except ValueError:
+    project_id = validation.parse_id(value)
+    if project_id is None:
         errors.add("project_id", "No such project")
-        return None
+    return project_id
 
 
 @dataclass(frozen=True)
@@ -236,12 +235,10 @@ def rights_grid(form: TokenForm, role: str, allowed_scopes: list[str] | None, *,
 # --------------------------------------------------------------------------- list filters
 
 
-def _int_arg(args: MultiDict, name: str, default: int | None, minimum: int = 1) -> int | None:
-    try:
-        value = int(args.get(name, ""))
-    except ValueError:
-        return default
-    return value if value >= minimum else default
+def _int_arg(args: MultiDict, name: str, default: int | None) -> int | None:
+    """A whole number from 1 to validation.MAX_ID (ids, page numbers), else `default`."""
+    value = validation.parse_id(args.get(name))
+    return default if value is None else value
 
 
 def filters_from_args(args: MultiDict) -> queries.TokenFilters:

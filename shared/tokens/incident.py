@@ -328,6 +328,7 @@ def transfer_token(actor: Actor, token: ApiToken, to_user_id: int) -> ApiToken:
     """Make another member the creator of an organization or project token (owners and admins)."""
     _check_transferable(actor, token)
     lifecycle.refuse_if_revoked(token)
+    access.check_target_within_caller(actor, token)
     target = _transfer_target(actor, to_user_id)
     if target.id == token.created_by_membership_id:
         raise InvalidRequest("The token already belongs to this member",
@@ -440,6 +441,7 @@ def narrow_token(actor: Actor, token: ApiToken) -> ApiToken:
     `token.narrowed`, event `token.updated`). Nothing to remove: the token is answered unchanged."""
     access.require_capability(actor, token, Capability.EDIT_ANY_TOKEN, "narrow")
     lifecycle.refuse_if_revoked(token)
+    access.check_target_within_caller(actor, token)
     if token.is_canary:
         raise InvalidRequest("A canary grants nothing: there is nothing to narrow",
                              fields={"token": "A canary grants nothing: there is nothing to narrow"})

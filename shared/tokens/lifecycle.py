@@ -36,6 +36,7 @@ from shared.tokens.access import (
     check_policy,
     check_role_grants,
     check_target_within_caller,
+    edit_widens,
     lock_membership,
     require_capability,
 )
@@ -204,6 +205,8 @@ def update_token(actor: Actor, token: ApiToken, data: TokenInput, *, expiry_fiel
         check_no_escalation(actor.token, data, errors, kind=token.type, project_id=token.project_id,
                              expiry_field=expiry_field)
     errors.raise_if_any()
+    if edit_widens(token, data):
+        check_target_within_caller(actor, token, data)
 
     with write_transaction() as session:
         before = _describe(token) | {"is_active": token.is_active, "description": token.description}
@@ -227,6 +230,8 @@ def set_active(actor: Actor, token: ApiToken, active: bool) -> ApiToken:
     require_capability(actor, token, Capability.DEACTIVATE_ANY_TOKEN,
                         "reactivate" if active else "deactivate")
     refuse_if_revoked(token)
+    if active:
+        check_target_within_caller(actor, token)  # reviving a wider token would widen what acts
     with write_transaction() as session:
         token.is_active = active
         token.updated_at = clock.now()
@@ -273,6 +278,7 @@ def end_grace(actor: Actor, token: ApiToken) -> ApiToken:
     """The old value stops working now (POST /tokens/{id}/end-grace)."""
     require_capability(actor, token, Capability.REGENERATE_ANY_TOKEN, "end the grace period of")
     refuse_if_revoked(token)
+    check_target_within_caller(actor, token)
     with write_transaction() as session:
         token = locked_for_update(session, token)
         had_grace = grace_until(token) is not None

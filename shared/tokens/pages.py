@@ -35,6 +35,7 @@ from shared.core.errors import (
     ServiceError,
     TokenLimitReached,
 )
+from shared.core.validation import local_path
 from shared.identity import roles
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor, refuse_without, ui_url
@@ -174,10 +175,8 @@ def list_url(**args) -> str:
 def safe_list_url(target: str | None) -> str:
     """Where a plain form goes back to: the list it was posted from (any filters kept), never elsewhere."""
     index = list_url()
-    if target:
-        parts = urlparse(target)
-        if not parts.scheme and not parts.netloc and parts.path == index:
-            return target
+    if local_path(target) and urlparse(target).path == index:
+        return target
     return index
 
 

@@ -271,8 +271,11 @@ class _PinnedTLSConnection(_PinnedConnection):
         self.sock = tls.client_context().wrap_socket(self._open_socket(), server_hostname=self.host)
 
 
+REDACTED = "[redacted]"  # the endpoint's signing secret, should a receiver echo it in an error
+
+
 def _clean_error(text: str, secret: str) -> str:
-    text = text.replace(secret, notices.REDACTED) if secret else text
+    text = text.replace(secret, REDACTED) if secret else text
     text = notices.redact_secrets(text)
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return " ".join(text.split())[:ERROR_LENGTH] or "Error"

@@ -131,7 +131,8 @@ def test_api_response_sets_no_cookie(client, make, editor):
 
 
 def test_deactivated_token_is_token_inactive(client, make, editor):
-    issued = make.token(editor, scopes=["tokens"], permissions=["read", "write"])
+    # The key holds what `other` holds (documents read): a token reactivates only tokens within it.
+    issued = make.token(editor, scopes=["tokens", "documents"], permissions=["read", "write"])
     other = make.token(editor)
     assert client.post(f"/api/v1/tokens/{other.id}/deactivate", headers=issued.headers).status_code == 200
     response = client.get("/api/v1/me", headers=other.headers)

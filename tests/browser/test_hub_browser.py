@@ -2,8 +2,8 @@
 
 A partner user signs in to the hub, generates a token, uses it and revokes it; they never see
 staff tokens or another partner's; the portal's managers see partner tokens marked as such; an
-owner creates a partner and its user on the Partners page, and removing the partner stops the
-user's token at once.
+owner creates a partner and invites its user on the Partners page (who accepts with her own
+password), and removing the partner stops the user's token at once.
 """
 
 from __future__ import annotations
@@ -173,8 +173,8 @@ def test_a_partner_sees_only_their_own_tokens_and_the_portal_admin_sees_theirs(p
     assert page.goto("/hub/api-tokens").status == 403
 
 
-def test_owner_adds_a_partner_and_its_user_and_removing_the_partner_stops_the_token(browser, page, people, server,
-                                                                                   screenshot):
+def test_owner_adds_a_partner_invites_its_user_and_removing_the_partner_stops_the_token(browser, page, people,
+                                                                                        server, screenshot):
     sign_in(page, people.owner)
     page.get_by_role("link", name="Partners").click()
     expect(page.get_by_role("heading", name="Partners", exact=True)).to_be_visible()
@@ -184,25 +184,27 @@ def test_owner_adds_a_partner_and_its_user_and_removing_the_partner_stops_the_to
     umbrella = page.get_by_role("region", name="Umbrella")
     expect(umbrella).to_contain_text("No users yet")
 
-    umbrella.get_by_text("Add partner user").click()
+    umbrella.get_by_text("Invite partner user").click()
     umbrella.get_by_label("Email").fill("alice@umbrella.test")
-    umbrella.get_by_label("Display name").fill("Alice Umbrella")
     umbrella.get_by_label("Role").select_option("partner_admin")
-    umbrella.get_by_label("Initial password").fill("a long enough password")
-    umbrella.get_by_role("button", name="Add user").click()
-    expect(page.get_by_text("Added alice@umbrella.test to Umbrella as partner admin.")).to_be_visible()
+    umbrella.get_by_role("button", name="Send invitation").click()
+    link = page.locator("[data-invitation-link]").inner_text().strip()
+    expect(page.get_by_text("pass this link on to alice@umbrella.test yourself")).to_be_visible()
     umbrella = page.get_by_role("region", name="Umbrella")
-    expect(umbrella.get_by_role("row").filter(has_text="alice@umbrella.test")).to_contain_text("Partner admin")
+    pending = umbrella.get_by_role("table", name="Pending invitations for Umbrella")
+    expect(pending.get_by_role("row").filter(has_text="alice@umbrella.test")).to_contain_text("Partner admin")
+    expect(pending.get_by_role("button", name="Resend")).to_be_visible()
+    expect(pending.get_by_role("button", name="Revoke")).to_be_visible()
     screenshot(page, "partners", full_page=True)
 
-    # Alice, in her own browser, signs in to the hub and makes a token.
+    # Alice, in her own browser, opens the link, chooses her password and lands in the hub.
     alice_context = browser.new_context(base_url=server.url)
     try:
         alice = alice_context.new_page()
-        alice.goto("/login")
-        alice.get_by_label("Email").fill("alice@umbrella.test")
+        alice.goto(link)
+        alice.get_by_label("Name").fill("Alice Umbrella")
         alice.get_by_label("Password").fill("a long enough password")
-        alice.get_by_role("button", name="Sign in").click()
+        alice.get_by_role("button", name="Accept invitation").click()
         expect(alice.get_by_role("navigation", name="Main")).to_contain_text("Partner hub · Umbrella")
         alice.get_by_role("button", name="Generate token").click()
         alice.wait_for_load_state()

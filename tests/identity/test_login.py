@@ -123,3 +123,52 @@ def test_open_redirect_is_refused(client, make):
         "email": member.email, "password": member.password, "csrf_token": csrf_from(page.get_data(as_text=True))})
     assert response.status_code == 302
     assert "evil.example" not in response.headers["Location"]
+
+
+def _sign_in_from(client, address: str, email: str, password: str):
+    page = client.get("/login", environ_base={"REMOTE_ADDR": address})
+    return client.post("/login", environ_base={"REMOTE_ADDR": address}, data={
+        "email": email, "password": password, "csrf_token": csrf_from(page.get_data(as_text=True))})
+
+
+def test_sign_in_is_throttled_per_account_whatever_the_address(client, make):
+    """40 wrong passwords from 40 addresses, then the right one: the account is throttled (with the
+    default limits: 10 failures per address a minute, 20 per account in 10 minutes)."""
+    member = make.member(make.org(), "editor")
+    statuses = [_sign_in_from(client, f"198.51.100.{n}", member.email, "wrong password!").status_code
+                for n in range(40)]
+    assert statuses == [401] * 20 + [429] * 20
+    refused = _sign_in_from(client, "203.0.113.7", member.email, member.password)
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 600
+    assert "Too many failed sign-ins" in refused.get_data(as_text=True)
+    # Another account is not affected, and neither is the same address for it.
+    other = make.member(make.org(), "editor")
+    assert _sign_in_from(client, "203.0.113.7", other.email, other.password).status_code == 302
+
+
+def test_an_unknown_email_is_throttled_like_a_real_one(app_with):
+    from tests.conftest import Factory
+
+    app = app_with(KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT="3/minute")
+    factory = Factory(app)
+    member = factory.member(factory.org(), "editor")
+    client = app.test_client()
+    for email in (member.email, "nobody@example.test"):
+        statuses = [_sign_in_from(client, f"198.51.100.{n}", email, "wrong password!").status_code
+                    for n in range(4)]
+        assert statuses == [401, 401, 401, 429], email
+
+
+def test_the_address_throttle_says_when_to_retry(app_with):
+    from tests.conftest import Factory
+
+    app = app_with(KEYWARD_LOGIN_FAILURE_LIMIT="3/minute")
+    factory = Factory(app)
+    member = factory.member(factory.org(), "editor")
+    client = app.test_client()
+    for n in range(3):
+        failed = _sign_in_from(client, "198.51.100.1", f"someone{n}@example.test", "wrong!!!")
+        assert failed.status_code == 401
+    refused = _sign_in_from(client, "198.51.100.1", member.email, member.password)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60

@@ -138,7 +138,7 @@ def test_an_unknown_kind_is_refused(make, staff):
 
 
 def test_a_notification_never_holds_a_secret(make, staff):
-    """A detail copied from outside (a leak report's URL) may carry the token value: it is redacted."""
+    """A detail copied from outside (a leak report's URL) may carry the token value: it is masked."""
     from shared.core.extensions import db
     from shared.models import ApiToken
     from shared.notifications import notices
@@ -156,7 +156,8 @@ def test_a_notification_never_holds_a_secret(make, staff):
         [row] = notifications_of(make, member)
         body = token.secret.removeprefix("kw_")
         assert body not in row.message and body.upper() not in row.message
-        assert "https://paste.example/raw/abc?config=API_KEY%3Dkw_[redacted]" in row.message
+        # Masked as tokens are shown: the prefix, •••• and the last 4 characters.
+        assert f"https://paste.example/raw/abc?config=API_KEY%3Dkw_••••{token.secret[-4:]}" in row.message
     # A commit hash in a URL (40 hex) is left alone: only a token value's 64 are redacted.
     sha = "0123456789abcdef" * 2 + "01234567"
     assert notices.redact_secrets(f"https://git.example/commit/{sha}") == f"https://git.example/commit/{sha}"

@@ -595,22 +595,20 @@ def test_members_change_role_and_remove_are_audited_and_apply_at_once(client, ma
     assert me_status(client, issued.secret) == 401
 
 
-def test_add_member(client, make, owner):
+def test_invite_member(client, make, owner):
+    """The form invites (the full flow is in tests/test_invitations.py): a link, no account yet."""
     signed_in(client, owner)
     token = csrf(client, "/settings/members")
     response = client.post("/settings/members", data={"csrf_token": token, "email": "New@Example.test",
-                                                      "display_name": "Newton", "role": "maintainer",
-                                                      "password": "long enough password"})
-    assert response.status_code == 302
-    page = html(client.get("/settings/members"))
-    assert "new@example.test" in page and "Newton" in page
-    assert make.audit("member.added")[-1].details["role"] == "maintainer"
+                                                      "role": "maintainer"})
+    assert response.status_code == 200
+    page = html(response)
+    assert "Invitation for new@example.test" in page and "data-invitation-link" in page
+    assert "new@example.test" in html(client.get("/settings/members"))
+    assert make.audit("member.invited")[-1].details["role"] == "maintainer"
 
-    again = client.post("/settings/members", data={"csrf_token": token, "email": "new@example.test", "role": "editor"})
+    again = client.post("/settings/members", data={"csrf_token": token, "email": owner.email, "role": "editor"})
     assert again.status_code == 422 and "Already a member" in html(again)
-    no_password = client.post("/settings/members", data={"csrf_token": token, "email": "other@example.test",
-                                                         "role": "editor"})
-    assert no_password.status_code == 422 and "Required for a new user" in html(no_password)
 
 
 def test_admins_cannot_touch_owners_or_themselves(client, make, org, owner):
@@ -622,7 +620,7 @@ def test_admins_cannot_touch_owners_or_themselves(client, make, org, owner):
                       (f"/settings/members/{admin.id}/role", {"role": "owner"})):
         assert client.post(url, data={"csrf_token": token, **data}).status_code == 403, url
     promote = client.post("/settings/members", data={"csrf_token": token, "email": "boss@example.test",
-                                                     "role": "owner", "password": "long enough password"})
+                                                     "role": "owner"})
     assert promote.status_code == 422
     assert not make.audit("member.role_changed") and not make.audit("member.removed")
 
@@ -735,7 +733,7 @@ def _state_changes(make, org, owner):
         (f"{t}/reactivate", {}),
         (f"{t}/regenerate", {}),
         (f"{t}/revoke", {}),
-        ("/settings/members", {"email": "a@example.test", "role": "editor", "password": "long enough password"}),
+        ("/settings/members", {"email": "a@example.test", "role": "editor"}),
         (f"/settings/members/{other.id}/role", {"role": "viewer"}),
         (f"/settings/members/{other.id}/remove", {}),
         ("/settings/organization", {"plan": "free"}),

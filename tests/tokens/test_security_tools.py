@@ -352,8 +352,11 @@ def team(make):
 def _key(make, member: Member) -> Issued:
     from shared.identity import roles
 
+    # A token acts only on tokens within its own reach: the key holds everything its creator's role
+    # allows and never expires, so it may manage any of the member's or the org's tokens.
     allowed = [p for p in ("read", "write", "delete") if p in roles.role_permissions(member.role)]
-    return make.token(member, name="key", scopes=["tokens"], permissions=allowed)
+    scopes = [s for s in roles.KNOWN_SCOPES if s in roles.role_scopes(member.role)]
+    return make.token(member, name="key", scopes=scopes, permissions=allowed, expires_at=None)
 
 
 def test_after_transfer_the_token_follows_the_new_creators_role_and_survives_the_old_creators_removal(
@@ -453,7 +456,7 @@ def test_a_transfer_respects_the_free_plans_token_limit(client, make, app):
     app.config["KEYWARD_FREE_TOKEN_LIMIT"] = 2
     org = make.org(Plan.FREE)
     owner, admin = make.api_member(org, "owner"), make.api_member(org, "admin")
-    key = make.token(owner, scopes=["tokens"], permissions=["read", "write"])
+    key = make.token(owner, scopes=["tokens", "documents"], permissions=["read", "write"])
     robot = make.token(owner, type="organization")
     make.token(admin)
     make.token(admin)

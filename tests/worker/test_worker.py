@@ -353,7 +353,8 @@ def test_a_leak_notice_email_never_carries_the_secret(make, runner, world, smtp)
     worker_once(runner)
     assert sorted(m["To"] for m in smtp.messages) == sorted([world.editor.email, world.owner.email, world.admin.email])
     assert token.secret not in smtp.raw() and token.secret[3:] not in smtp.raw()
-    assert "https://paste.example/raw/1?key=kw_[redacted]" in smtp.messages[0].get_body(("plain",)).get_content()
+    masked = f"https://paste.example/raw/1?key=kw_••••{token.secret[-4:]}"
+    assert masked in smtp.messages[0].get_body(("plain",)).get_content()
 
 
 # --------------------------------------------------------------------------- the outbox
