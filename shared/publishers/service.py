@@ -92,8 +92,6 @@ class Exchanged:
     publisher: TrustedPublisher
 
 
-# --------------------------------------------------------------------------- reading
-
 
 def allowed_issuers() -> frozenset[str]:
     configured = current_app.config.get("KEYWARD_OIDC_ISSUERS")
@@ -162,8 +160,6 @@ def get_publisher_for(actor: Actor, public_id: str) -> TrustedPublisher:
         raise NotFound("No such trusted publisher")
     return publisher
 
-
-# --------------------------------------------------------------------------- registering
 
 
 def _clean_issuer(value: Any, errors: FieldErrors) -> str | None:
@@ -355,8 +351,6 @@ def delete_publisher(actor: Actor, publisher: TrustedPublisher) -> tuple[Trusted
                      publisher.public_id, {"name": publisher.name, "revoked": [t.public_id for t in revoked]})
     return publisher, revoked
 
-
-# --------------------------------------------------------------------------- the exchange
 
 
 class _Replayed(Exception):

@@ -387,7 +387,7 @@ def test_every_invitation_change_needs_the_csrf_token(app, make, acme, owner):
 
 @pytest.fixture
 def smtp():
-    from tests.test_worker import SmtpServer
+    from tests.worker.test_worker import SmtpServer
 
     server = SmtpServer()
     server.start()
