@@ -21,7 +21,7 @@ and on SQLite they add writers queueing for the one database write lock. Measure
 on PostgreSQL gthread was ~15 % ahead in throughput but sync kept the lowest p99 (under 100 ms
 against 130-430 ms). Sync workers do not keep connections alive and a slow client holds a whole
 worker, so put a buffering reverse proxy (nginx, a cloud load balancer) in front, which is the
-deployment SPEC 10 describes; clients served directly, without a proxy, are the case for
+deployment Keyward is built for; clients served directly, without a proxy, are the case for
 GUNICORN_WORKER_CLASS=gthread.
 
 Client addresses: gunicorn never rewrites REMOTE_ADDR from X-Forwarded-For; Keyward itself decides

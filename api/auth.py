@@ -1,4 +1,4 @@
-"""Token authentication for /api/v1: every check of SPEC 5, in order, then the endpoint's scope."""
+"""Token authentication for /api/v1: every authentication check, in order, then the endpoint's scope."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def token_required(scope: str | None = None):
                 token = authn.authenticate(credentials, address, path=request.path,
                                                 user_agent=request.headers.get("User-Agent"))
                 decision = rights.decide(token, scope, request.method) if scope is not None else None
-                # A refused request still counts (SPEC 5 order: refused below), but not as a use of a right.
+                # A refused request still counts (a refusal comes after the rate limit), but not as a use of a right.
                 right = (scope, request.method) if decision is not None and decision.allowed else None
                 # The rate limit, then the tally of an accepted request: no database write.
                 g.rate_state, g.authenticated_token = usage_tally.accounting().count_request(token, address,

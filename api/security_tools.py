@@ -1,4 +1,4 @@
-"""Security team tools over the API (SPEC 11): bulk revoke, transfer, narrow. Thin views.
+"""Security team tools over the API: bulk revoke, transfer, narrow. Thin views.
 
 `POST /tokens/bulk-revoke` is a static rule beside `/tokens/<token_id>`: Werkzeug matches static
 path parts before variables whatever the order of registration, so "bulk-revoke" is never read

@@ -1,4 +1,4 @@
-"""Webhook endpoints over the API (SPEC 11): scope `tokens`, owners and admins only. Thin views."""
+"""Webhook endpoints over the API: scope `tokens`, owners and admins only. Thin views."""
 
 from __future__ import annotations
 

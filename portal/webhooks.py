@@ -1,4 +1,4 @@
-"""Settings → Webhooks (SPEC 11), for owners and admins: endpoints, the show-once signing secret,
+"""Settings → Webhooks, for owners and admins: endpoints, the show-once signing secret,
 and each endpoint's delivery log with Resend. Thin: parse the form, call shared.webhooks, render.
 """
 

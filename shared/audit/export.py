@@ -1,4 +1,4 @@
-"""Audit log export (SPEC 11 Insight): what the Audit log page's filters show, as CSV or JSON
+"""Audit log export (Insight): what the Audit log page's filters show, as CSV or JSON
 Lines, streamed. The portal's download and `flask --app wsgi audit export` both write `chunks`.
 
 Memory stays flat whatever the size of the log: events are read in batches of plain column rows

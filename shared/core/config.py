@@ -1,4 +1,4 @@
-"""One configuration object, built from the environment (SPEC section 9)."""
+"""One configuration object, built from the environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Service errors: one vocabulary for the UI and the API (SPEC section 5 codes)."""
+"""Service errors: one vocabulary for the UI and the API (the API's error codes)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class TrustedPublisherToken(ServiceError):
 
 
 class AuthError(ServiceError):
-    """A request's token was refused (SPEC 5)."""
+    """A request's token was refused."""
 
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)

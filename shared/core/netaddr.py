@@ -51,7 +51,7 @@ def address_allowed(address: str, allowlist: list[str]) -> bool:
 
 @lru_cache(maxsize=4096)  # parsing costs more than the lookup; clients repeat their addresses
 def network_of(address: str) -> str:
-    """The network a request came from, as insight groups them (SPEC 11): /24 for IPv4, /64 for
+    """The network a request came from, as insight groups them: /24 for IPv4, /64 for
     IPv6 (an IPv4-mapped IPv6 address counts as IPv4). Unparseable addresses group as themselves."""
     try:
         ip = ipaddress.ip_address(address)

@@ -5,7 +5,7 @@ Built on `limits` (the library under Flask-Limiter) storage named by RATELIMIT_S
 fixed windows aligned to the clock: a window's key names its start, so one atomic increment both
 counts the request and tells what remains, and the reset time is known without asking (one round
 trip to Redis per check, where the library's strategy takes two or three). We do not use Flask-Limiter itself: nothing is limited by route,
-every check is explicit (the per-token one runs exactly where SPEC 5 puts it, after the IP
+every check is explicit (the per-token one runs exactly where the order of checks puts it, after the IP
 allowlist), and its before/after-request hooks cost about 0.1 ms on every request (bench/).
 """
 

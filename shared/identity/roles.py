@@ -1,4 +1,4 @@
-"""The role matrix of SPEC section 3 as data, and the checks. The ONLY place roles are read.
+"""The role matrix as data, and the checks. The ONLY place roles are read.
 
 Everything else asks `can(role, Capability.X)`, `role_permissions(role)` or
 `role_scopes(role)`; no other module compares role names.
@@ -39,11 +39,11 @@ class Capability(StrEnum):
     REVOKE_ANY_TOKEN = "revoke_any_token"
     EDIT_ANY_TOKEN = "edit_any_token"
     REGENERATE_ANY_TOKEN = "regenerate_any_token"
-    CREATE_CANARY_TOKENS = "create_canary_tokens"  # SPEC 11: tokens that alert when used, grant nothing
-    TRANSFER_TOKENS = "transfer_tokens"  # move organization and project tokens to another member (SPEC 11)
+    CREATE_CANARY_TOKENS = "create_canary_tokens"  # tokens that alert when used and grant nothing
+    TRANSFER_TOKENS = "transfer_tokens"  # move organization and project tokens to another member
     MANAGE_MEMBERS = "manage_members"
     MANAGE_PARTNERS = "manage_partners"
-    MANAGE_WEBHOOKS = "manage_webhooks"  # endpoints, their secrets and delivery logs (SPEC 11)
+    MANAGE_WEBHOOKS = "manage_webhooks"  # endpoints, their secrets and delivery logs
     MANAGE_TRUSTED_PUBLISHERS = "manage_trusted_publishers"  # CI identities exchanged for tokens
     MANAGE_PLAN_AND_POLICY = "manage_plan_and_policy"
     READ_AUDIT_LOG = "read_audit_log"

@@ -60,7 +60,7 @@ class AuditEvent(db.Model):
 
 
 class WebhookEndpoint(db.Model):
-    """Where an organization wants token events delivered, signed with its own secret (SPEC 11).
+    """Where an organization wants token events delivered, signed with its own secret.
 
     The signing secret must be kept to sign; it is shown once and never displayed again.
     """
@@ -120,7 +120,7 @@ class WebhookAttempt(db.Model):
 
 
 class Event(db.Model):
-    """A token lifecycle event (SPEC 11), added in the transaction of the change that caused it.
+    """A token lifecycle event, added in the transaction of the change that caused it.
 
     The outbox: the worker picks up events not yet dispatched (webhook deliveries), so an event
     survives a queue outage. `data` holds the token object, never a secret.
@@ -140,7 +140,7 @@ class Event(db.Model):
 
 
 class Notification(db.Model):
-    """Something a user should know (SPEC 11 kinds), added in the transaction of its cause.
+    """Something a user should know , added in the transaction of its cause.
 
     Emailed by the worker when KEYWARD_SMTP_URL is set (email_sent_at records it).
     """

@@ -51,7 +51,7 @@ class Organization(db.Model):
     policy_allow_no_expiry: Mapped[bool] = mapped_column(Boolean, default=True)
     policy_allowed_scopes: Mapped[list[str] | None] = mapped_column(JSON)
     policy_require_allowlist: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "Deactivate tokens unused for N days" (SPEC 11 Insight), applied by the sweep; None: never.
+    # "Deactivate tokens unused for N days" (Insight), applied by the sweep; None: never.
     policy_deactivate_unused_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
 

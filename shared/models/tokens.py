@@ -77,7 +77,7 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
-    # Rotation with a grace period (SPEC 11): the value before the last regeneration keeps
+    # Rotation with a grace period: the value before the last regeneration keeps
     # authenticating until previous_expires_at. At most one; both null when there is none.
     previous_token_hash: Mapped[str | None] = mapped_column(String(64))
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

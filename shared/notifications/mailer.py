@@ -1,4 +1,4 @@
-"""Notification emails (SPEC 11): each notification to its user, when KEYWARD_SMTP_URL is set.
+"""Notification emails: each notification to its user, when KEYWARD_SMTP_URL is set.
 
 `KEYWARD_SMTP_URL` is `smtp://host:port` (optionally `smtp://user:password@host:port`; STARTTLS
 is used when the server offers it, and required when a user name is given, the certificate always

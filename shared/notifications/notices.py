@@ -1,4 +1,4 @@
-"""Notifications (SPEC 11): who hears of what about a token, the in-app list, and their emails.
+"""Notifications: who hears of what about a token, the in-app list, and their emails.
 
 Rows are added in the transaction of their cause (like events); the worker emails the ones not
 yet sent when KEYWARD_SMTP_URL is set. A notification never holds a secret: it names the token
@@ -61,7 +61,7 @@ def org_user_ids(organization_id: int, roles: Iterable[str], *, connection=None)
 def recipients(organization_id: int, creator_user_id: int, token_type: str, *, always_managers: bool = False,
                connection=None) -> set[int]:
     """The creator; plus the org's owners and admins for organization and project tokens (which
-    serve automation, SPEC 11) or when the notice is serious enough for them (`always_managers`)."""
+    serve automation) or when the notice is serious enough for them (`always_managers`)."""
     users = {creator_user_id}
     if always_managers or token_type != TokenType.PERSONAL:
         users |= org_user_ids(organization_id, MANAGER_ROLES, connection=connection)

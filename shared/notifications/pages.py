@@ -1,4 +1,4 @@
-"""The Notifications page, written once for both UIs (SPEC 11): the portal and the partner hub.
+"""The Notifications page, written once for both UIs: the portal and the partner hub.
 
 ONE blueprint, `notifications`, that each UI registers under its own (Flask nested blueprints):
 `portal.notifications.index` (the list, newest first), `.read` and `.read_all` (POST), and the same

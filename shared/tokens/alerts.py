@@ -1,4 +1,4 @@
-"""What the API's hot path raises about a token, inside its own transaction (SPEC 11):
+"""What the API's hot path raises about a token, inside its own transaction:
 
 - a first use from a network the token never used, after it was used from others (`token.anomaly`);
 - a canary token presented (`token.canary_used`), which grants nothing.

@@ -1,4 +1,4 @@
-"""The authenticated API request's hot path: one lookup, the SPEC 5 checks, and no write.
+"""The authenticated API request's hot path: one lookup, the authentication checks, and no write.
 
 Every API request pays for this, so it runs one fixed query on the driver's cursor and builds no
 ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
@@ -218,9 +218,9 @@ def find_token_by_id(connection: Connection, token_id: int) -> AuthenticatedToke
 
 def authenticate(credentials: Credentials, client_ip: str, *, user_agent: str | None = None,
                  path: str = "") -> AuthenticatedToken:
-    """Every check of SPEC 5 up to the plan, in order; raises AuthError.
+    """Every authentication check up to the plan, in order (format, hash, revoked, active, expiry, creator, allowlist, plan); raises AuthError.
 
-    A canary is answered exactly as an unknown value (SPEC 11), after tallying the trip: the
+    A canary is answered exactly as an unknown value, after tallying the trip: the
     usage flusher counts it and raises its alerts, so the request path writes nothing.
     """
     if credentials.value is None:

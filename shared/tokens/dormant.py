@@ -1,4 +1,4 @@
-"""The unused-token policy (SPEC 11 Insight): "Deactivate tokens unused for N days".
+"""The unused-token policy (Insight): "Deactivate tokens unused for N days".
 
 An owner sets N on the Organization page (Organization.policy_deactivate_unused_days; None:
 never). The worker's sweep calls `deactivate_unused` every minute. A token is deactivated when it

@@ -1,4 +1,4 @@
-"""Security team tools (SPEC 11): bulk revocation, transfer before departure, narrowing to observed use.
+"""Security team tools: bulk revocation, transfer before departure, narrowing to observed use.
 
 Service functions for the API (api/security_tools.py), the token pages (shared/security_pages.py)
 and the Members page. Each takes the acting member (an Actor), checks its capability in

@@ -1,4 +1,4 @@
-"""The security team's pages beside the API Tokens pages (SPEC 11), for both UIs:
+"""The security team's pages beside the API Tokens pages, for both UIs:
 
 - bulk revoke: `Revoke selected` (the list's row checkboxes) and `Bulk revoke by rule`; each
   shows its dry run (count and list) first, and the confirmation revokes only what it listed;

@@ -1,4 +1,4 @@
-"""What a token's detail page shows (SPEC 11 Insight), and the two row badges it explains.
+"""What a token's detail page shows (Insight), and the two row badges it explains.
 
 - requests per UTC day for 30 days, laid out as a bar chart (the SVG itself is a template,
   shared/templates/tokens/_usage_chart.html; the geometry is computed here so it is tested);

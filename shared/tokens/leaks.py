@@ -1,4 +1,4 @@
-"""Leaked-token reports (SPEC 11): what a secret scanner calls when it finds a Keyward token.
+"""Leaked-token reports: what a secret scanner calls when it finds a Keyward token.
 
 Every reported value that is a live token's current value, or its previous value during a grace
 period, revokes that token at once with reason `exposed`: audited with where it was found, an

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 REVOKED_EXPOSED = "exposed"  # revoked_reason of a token reported through POST /leaks
 
 
-# Regenerate's "Keep the old value working for" (SPEC 11): API value -> (label, duration).
+# Regenerate's "Keep the old value working for": API value -> (label, duration).
 GRACE_PERIODS = {
     "none": ("No", None),
     "1h": ("1 hour", timedelta(hours=1)),

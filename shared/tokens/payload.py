@@ -55,7 +55,7 @@ class TokenInput:
     ip_allowlist: list[str] = _UNSET
     is_active: bool = _UNSET
     expiry_defaulted: bool = False  # no expiry was asked for; the 1-year default applied
-    is_canary: bool = False  # creation only: alerts when used, grants nothing (SPEC 11)
+    is_canary: bool = False  # creation only: alerts when used, grants nothing
     trusted_publisher_id: int | None = None  # creation only, by an OIDC exchange; never from input
 
     def given(self, name: str) -> bool:
@@ -116,7 +116,7 @@ _LABEL = re.compile(r"[^\s\x00-\x1f\x7f]{1,50}")
 
 
 def clean_labels(value: Any, name: str, errors: FieldErrors) -> list[str] | None:
-    """Free-form labels (SPEC 4): at least one, printable, no spaces, de-duplicated in order."""
+    """Free-form labels: at least one, printable, no spaces, de-duplicated in order."""
     noun = "permission" if name == "permissions" else "scope"
     if isinstance(value, str):
         value = [part for part in re.split(r"[,\s]+", value) if part]

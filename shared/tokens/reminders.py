@@ -1,4 +1,4 @@
-"""Expiry reminders (SPEC 11): "expires in 7 days", "expires tomorrow", "has expired".
+"""Expiry reminders: "expires in 7 days", "expires tomorrow", "has expired".
 
 The worker's sweep calls `send_expiry_reminders` every minute. Each reminder goes out exactly
 once per token and threshold, however often and however concurrently the sweep runs: its

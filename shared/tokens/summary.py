@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def token_summary(token: ApiToken | AuthenticatedToken) -> dict[str, Any]:
-    """The API's token object (SPEC 6). Never the secret."""
+    """The API's token object. Never the secret."""
     from shared.core.dates import iso
 
     creator_user = token.creator_user

@@ -22,7 +22,7 @@ def new_signing_secret() -> str:
 
 
 def event_body(event: Event) -> bytes:
-    """The JSON body of SPEC 11, the same bytes on every attempt. `data` holds no secret (events.emit)."""
+    """The event's JSON body, the same bytes on every attempt. `data` holds no secret (events.emit)."""
     return json.dumps({"id": event.public_id, "type": event.type, "created_at": iso(event.created_at),
                        "organization_id": event.organization_id, "data": event.data},
                       separators=(",", ":"), ensure_ascii=False).encode("utf-8")

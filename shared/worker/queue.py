@@ -1,4 +1,4 @@
-"""The task queue (SPEC 11, Background work): one Huey per app, and its two jobs.
+"""The task queue: one Huey per app, and its two jobs.
 
 Storage comes from KEYWARD_QUEUE_URL: `sqlite:///path` (the default, instance/queue.db) or
 `redis://…`. The jobs are thin; each runs in an app context and calls services:

@@ -1,4 +1,4 @@
-"""Authenticating API requests: every check of SPEC 5, in order, with its error."""
+"""Authenticating API requests: every authentication check, in order, with its error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The data API (SPEC 5-6): every access rule, per endpoint, plus documents CRUD, filters and the export.
+"""The data API: every access rule, per endpoint, plus documents CRUD, filters and the export.
 
 One table lists the endpoints with the scope and method each needs; the rule tests are parametrized
 over it. A `world` holds one organization with every kind of document (per project, per visibility

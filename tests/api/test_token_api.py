@@ -1,4 +1,4 @@
-"""The token API (SPEC 6): create, list, read, update, deactivate, reactivate, regenerate, revoke."""
+"""The token API: create, list, read, update, deactivate, reactivate, regenerate, revoke."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ TOKEN_FIELDS = {"id", "name", "description", "type", "project_id", "rights", "pe
                 "ip_allowlist", "masked", "status", "is_active", "created_at", "expires_at", "last_used_at",
                 "last_used_ip",
                 "usage_count", "documents_processed", "revoked_at", "created_by",
-                # SPEC 11: the grace end of the previous value; why a revoked token was revoked.
+                # the grace end of the previous value; why a revoked token was revoked.
                 "previous_expires_at", "revoked_reason",
-                # SPEC 11: a canary, and how often it tripped.
+                # a canary, and how often it tripped.
                 "canary", "canary_trips"}
 
 

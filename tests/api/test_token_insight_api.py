@@ -1,4 +1,4 @@
-"""GET /tokens/{id}/usage and /tokens/{id}/rights (SPEC 11 Insight); the rights table agrees with
+"""GET /tokens/{id}/usage and /tokens/{id}/rights (Insight); the rights table agrees with
 what real API calls answer, cell by cell."""
 
 from __future__ import annotations

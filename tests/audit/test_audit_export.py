@@ -1,4 +1,4 @@
-"""Audit log export (SPEC 8, 11): the Audit log page's filters, as CSV or JSON Lines, streamed from
+"""Audit log export: the Audit log page's filters, as CSV or JSON Lines, streamed from
 the portal and `flask --app wsgi audit export`; memory stays flat over 10,000 events."""
 
 from __future__ import annotations

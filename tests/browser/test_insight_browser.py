@@ -1,4 +1,4 @@
-"""A token's detail page in a real browser (SPEC 11 Insight): real API requests against the live
+"""A token's detail page in a real browser (Insight): real API requests against the live
 server show up in the chart's accessible text, the networks and the rights table's used cells."""
 
 from __future__ import annotations

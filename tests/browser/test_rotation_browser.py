@@ -1,4 +1,4 @@
-"""Rotation with a grace period in a real browser (SPEC 11): the Regenerate dialog's
+"""Rotation with a grace period in a real browser: the Regenerate dialog's
 `Keep the old value working for`, the row's "old value valid until …" and `End grace period`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Security team tools in a real browser (SPEC 11): `Revoke selected` on three rows (the dry run in
+"""Security team tools in a real browser: `Revoke selected` on three rows (the dry run in
 a dialog, then the revocation), the Members page's removal dialog listing the member's tokens and
 transferring them so they keep working, the Canary checkbox, and Narrow to what it used."""
 

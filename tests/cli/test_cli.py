@@ -1,4 +1,4 @@
-"""The command line of SPEC 8: scripts rely on its output."""
+"""The command line : scripts rely on its output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rate limits (SPEC 4, 5, 9): per token by plan, X-RateLimit-* on every API response to a token,
+"""Rate limits: per token by plan, X-RateLimit-* on every API response to a token,
 429 rate_limited with Retry-After; failed authentication and failed sign-ins throttled per client
 address; and one limit for all gunicorn workers when Redis holds the counters.
 

@@ -1,4 +1,4 @@
-"""Notifications (SPEC 11): who is told, the Notifications page in the portal and the hub, the
+"""Notifications: who is told, the Notifications page in the portal and the hub, the
 unread count in the navigation, mark one or all as read; never a secret in a notification."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The partner hub and partners (SPEC 1–3, 7), without JavaScript (Flask test client, CSRF on).
+"""The partner hub and partners, without JavaScript (Flask test client, CSRF on).
 
 Partner users sign in to /hub and manage only their own personal tokens with the portal's token
 pages; staff pages are closed to them and the hub to staff. Owners and admins manage partners on

@@ -1,4 +1,4 @@
-"""Creating canary tokens (SPEC 11): the API's `canary` field and the form's checkbox, for owners,
+"""Creating canary tokens: the API's `canary` field and the form's checkbox, for owners,
 admins and security managers only; what a created canary answers (exactly what an unknown value
 does), what it raises, that it grants nothing anywhere, and that it is no use of the plan."""
 

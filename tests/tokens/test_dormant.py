@@ -1,4 +1,4 @@
-"""The unused-token policy (SPEC 11 Insight): "Deactivate tokens unused for N days", applied by
+"""The unused-token policy (Insight): "Deactivate tokens unused for N days", applied by
 the worker's sweep to the tokens past it only, exactly once, audited, evented and notified."""
 
 from __future__ import annotations

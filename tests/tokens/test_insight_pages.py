@@ -1,4 +1,4 @@
-"""A token's detail page (SPEC 11 Insight) in the portal and the hub, and the row's insight badges:
+"""A token's detail page (Insight) in the portal and the hub, and the row's insight badges:
 fields, the requests-per-day chart (its numbers are the real requests), networks, audit history,
 the effective rights table (cell for cell tokens.rights_table, used cells marked)."""
 

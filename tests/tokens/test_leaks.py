@@ -1,4 +1,4 @@
-"""POST /api/v1/leaks (SPEC 11): live values are revoked at once, and the answer never tells."""
+"""POST /api/v1/leaks: live values are revoked at once, and the answer never tells."""
 
 from __future__ import annotations
 

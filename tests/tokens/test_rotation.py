@@ -1,4 +1,4 @@
-"""Rotation with a grace period (SPEC 11): Regenerate may keep the old value working for a while.
+"""Rotation with a grace period: Regenerate may keep the old value working for a while.
 
 The old value authenticates as the same token (same id, counters and rate-limit bucket) until
 previous_expires_at and not a second longer; ending the grace period, revoking, deactivating or

@@ -1,4 +1,4 @@
-"""Security team tools (SPEC 11): bulk revoke (by id and by rule, dry run, one transaction),
+"""Security team tools: bulk revoke (by id and by rule, dry run, one transaction),
 transfer before departure, narrowing to observed use; through the API, the services and the pages."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Alerts the API's requests call for (SPEC 11): a new network (`token.anomaly`) and a canary
+"""Alerts the API's requests call for: a new network (`token.anomaly`) and a canary
 token presented (`token.canary_used`), raised by the usage flusher (make.flush_usage), off the
 request path."""
 

@@ -1,4 +1,4 @@
-"""Token format, checksum, hashing and masking (SPEC 4)."""
+"""Token format, checksum, hashing and masking."""
 
 from __future__ import annotations
 

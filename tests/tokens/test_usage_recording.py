@@ -1,4 +1,4 @@
-"""Usage recorded as requests arrive (SPEC 11 Insight): per token per UTC day, and per network."""
+"""Usage recorded as requests arrive (Insight): per token per UTC day, and per network."""
 
 from __future__ import annotations
 

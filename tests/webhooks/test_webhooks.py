@@ -1,4 +1,4 @@
-"""Signed webhooks (SPEC 11): endpoints, signatures, retries with backoff, the delivery log,
+"""Signed webhooks: endpoints, signatures, retries with backoff, the delivery log,
 auto-disable, the SSRF guard, and delivery surviving a killed worker.
 
 Deliveries go to a real HTTP receiver on loopback started by each test (so these tests allow

@@ -1,4 +1,4 @@
-"""Background work (SPEC 11): the Huey queue, `worker` / `worker --once`, the outbox, expiry
+"""Background work: the Huey queue, `worker` / `worker --once`, the outbox, expiry
 reminders exactly once, and notification emails to a real SMTP server (aiosmtpd) started here."""
 
 from __future__ import annotations
