@@ -65,6 +65,9 @@ DISABLE_AFTER = 5  # failed deliveries in a row
 LEASE = timedelta(seconds=4 * TIMEOUT_SECONDS)
 
 
+CLAIM_TRIES = 5  # endpoints passed over in one claim whose due delivery another worker holds
+
+
 def add_deliveries(event: Event) -> list[WebhookDelivery]:
     """One pending delivery, due now, per active endpoint of the event's organization that wants
     its type and existed when the event happened; added to the current (dispatching) transaction."""
@@ -104,31 +107,46 @@ class Outcome:
         return self.error is None
 
 
-def _due_query(now: datetime):
-    """Due deliveries of live endpoints that have no delivery in flight (no live lease)."""
-    return (select(WebhookDelivery, WebhookEndpoint)
-            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-            .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
-                   WebhookEndpoint.is_active.is_(True), WebhookEndpoint.deleted_at.is_(None),
-                   or_(WebhookEndpoint.delivering_until.is_(None), WebhookEndpoint.delivering_until <= now)))
+def _due(now: datetime):
+    return (WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
+
+
+def _free_endpoint_with_due_delivery(now: datetime, passed_over: list[int]):
+    """The endpoint of the oldest due delivery among live endpoints with no delivery in flight
+    (no live lease), locked. Only endpoint rows are locked while looking: a claim that locked the
+    deliveries it passed over could hide them from the thread about to take them."""
+    query = (select(WebhookEndpoint).join(WebhookDelivery, WebhookDelivery.endpoint_id == WebhookEndpoint.id)
+             .where(*_due(now), WebhookEndpoint.is_active.is_(True), WebhookEndpoint.deleted_at.is_(None),
+                    or_(WebhookEndpoint.delivering_until.is_(None), WebhookEndpoint.delivering_until <= now)))
+    if passed_over:
+        query = query.where(WebhookEndpoint.id.not_in(passed_over))
+    return query.order_by(WebhookDelivery.id).limit(1).with_for_update(skip_locked=True, of=WebhookEndpoint)
 
 
 def claim_next() -> Claim | None:
     """Take the oldest due delivery whose endpoint has none in flight, for one attempt, or None.
 
-    The delivery and its endpoint are leased together (committed): two workers never take the same
-    delivery, nor two deliveries of one endpoint, while the lease runs. On PostgreSQL both rows are
-    locked with SKIP LOCKED, and a row changed by a claim that committed meanwhile is checked again
-    at its new version (so the endpoint's fresh lease is seen); SQLite runs claims one at a time
-    under its write lock.
+    The endpoint and the delivery are leased together (committed): two workers never take the same
+    delivery, nor two deliveries of one endpoint, while the lease runs. On PostgreSQL the endpoint
+    row is locked first (SKIP LOCKED), and a row whose lease another claim committed meanwhile is
+    checked again at its new version, so that claim's lease is seen; SQLite runs claims one at a
+    time under its write lock.
     """
     with write_transaction() as session:
         now = clock.now()
-        row = session.execute(_due_query(now).order_by(WebhookDelivery.id).limit(1).with_for_update(
-            skip_locked=True, of=(WebhookDelivery, WebhookEndpoint))).first()
-        if row is None:
+        passed_over: list[int] = []
+        for _ in range(CLAIM_TRIES):
+            endpoint = session.scalars(_free_endpoint_with_due_delivery(now, passed_over)).first()
+            if endpoint is None:
+                return None
+            delivery = session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id, *_due(now))
+                .order_by(WebhookDelivery.id).limit(1).with_for_update(skip_locked=True)).first()
+            if delivery is not None:
+                break
+            passed_over.append(endpoint.id)  # its due delivery is being recorded late by another worker
+        else:
             return None
-        delivery, endpoint = row
         lease_until = now + LEASE
         delivery.next_attempt_at = endpoint.delivering_until = lease_until
         event = delivery.event

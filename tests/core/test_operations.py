@@ -347,15 +347,15 @@ def test_the_backlog_is_read_at_scrape_time(app_with):
     assert value(text, "keyward_outbox_pending_events") == 0 and value(text, "keyward_queue_depth") == 0
 
 
-def _healthz_count(directory: Path) -> dict[str, float]:
-    """/healthz 200s counted in each worker process's file of the multiprocess folder."""
+def _readyz_count(directory: Path) -> dict[str, float]:
+    """/readyz requests counted in each worker process's file of the multiprocess folder."""
     from prometheus_client.multiprocess import MultiProcessCollector
 
     counts = {}
     for path in directory.glob("counter_*.db"):
         for metric in MultiProcessCollector.merge([str(path)]):
             for sample in metric.samples:
-                if sample.name == "keyward_http_requests_total" and sample.labels.get("endpoint") == "/healthz":
+                if sample.name == "keyward_http_requests_total" and sample.labels.get("endpoint") == "/readyz":
                     counts[path.name] = counts.get(path.name, 0) + sample.value
     return counts
 
@@ -368,35 +368,37 @@ def test_under_gunicorn_with_two_workers_metrics_add_up_every_process(gunicorn, 
     assert not (folder / "counter_999999.db").exists()
     status, _, _ = server.get("/metrics")
     assert status == 401
-    sent = 0  # /healthz of start-up included
-    start_count = sum(_healthz_count(folder).values())
+    sent = 0
     with ThreadPoolExecutor(8) as pool:
         # Until both workers have served some (bounded): concurrent requests reach both.
-        while len([n for n in _healthz_count(folder).values() if n > 0]) < 2 and sent < 2000:
-            statuses = list(pool.map(lambda _: server.get("/healthz")[0], range(40)))
+        while len([n for n in _readyz_count(folder).values() if n > 0]) < 2 and sent < 2000:
+            statuses = list(pool.map(lambda _: server.get("/readyz")[0], range(40)))
             assert set(statuses) == {200}
             sent += 40
-    per_process = _healthz_count(folder)
-    assert len([n for n in per_process.values() if n > 0]) == 2
-    total = start_count + sent
+    per_process = _readyz_count(folder)
+    assert len([n for n in per_process.values() if n > 0]) == 2 and sum(per_process.values()) == sent
     for _ in range(6):  # whichever worker answers the scrape, it reports every worker's requests
         status, _, body = server.get("/metrics", SCRAPE)
         assert status == 200
-        assert value(body.decode(), "keyward_http_requests_total", endpoint="/healthz", method="GET",
-                     status="200") == total
+        assert value(body.decode(), "keyward_http_requests_total", endpoint="/readyz", method="GET",
+                     status="200") == sent
 
 
 # --------------------------------------------------------------------------- readiness
 
 
-def test_readyz_checks_the_database_and_the_queue(client):
+def test_readyz_checks_the_database_the_queue_and_redis_rate_limits_when_configured(client, rate_limit_storage):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "checks": {"database": "ok", "queue": "ok"}}
+    checks = {"database": "ok", "queue": "ok"}
+    if rate_limit_storage.startswith("redis://"):
+        checks["rate_limits"] = "ok"
+    assert response.get_json() == {"status": "ok", "checks": checks}
 
 
 def test_readyz_is_503_naming_the_database_when_it_is_gone(app_with, tmp_path):
-    client = app_with(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'missing' / 'keyward.db'}").test_client()
+    client = app_with(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'missing' / 'keyward.db'}",
+                      RATELIMIT_STORAGE_URI="memory://").test_client()
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "checks": {"database": "unavailable", "queue": "ok"}}

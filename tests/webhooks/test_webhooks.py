@@ -22,7 +22,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from shared.core.extensions import db
 from shared.events import outbox
@@ -36,7 +36,7 @@ from shared.models import (
 )
 from shared.webhooks import delivery as webhook_delivery
 from shared.webhooks import endpoints, signing, ssrf
-from tests.conftest import ROOT, Factory, csrf_from, login
+from tests.conftest import ROOT, TEST_DATABASE_URL, Factory, csrf_from, login
 
 ALL_SCOPES = ["documents", "projects", "templates", "analytics", "billing", "tokens"]
 ALL_PERMISSIONS = ["read", "write", "delete"]
@@ -887,6 +887,60 @@ def test_deliveries_run_concurrently_but_one_at_a_time_per_endpoint_in_order(app
         assert len(hook.spans) == 3 and not overlapping(hook.spans)
         assert [b["data"]["token"]["name"] for b in hook.bodies()] == ["change 0", "change 1", "change 2"]
     assert overlapping([span for hook in hooks for span in hook.spans])  # endpoints were served at once
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="row locks: PostgreSQL only (SQLite claims one at a time)")
+def test_a_claim_passing_over_a_busy_endpoint_hides_none_of_its_deliveries(app, client, make, receiver, clock,
+                                                                          monkeypatch):
+    """While one worker records an attempt (holding the endpoint's row), another worker's claim
+    finds nothing to take; it must not lock the endpoint's other deliveries meanwhile, or the first
+    worker's next claim would skip them too and both would stop with deliveries left."""
+    from contextlib import contextmanager
+
+    from sqlalchemy import text
+
+    hook = receiver()
+    key, endpoint_id = org_with_endpoint(make, client, hook.url)
+    for n in range(3):
+        rename(client, key, key.id, f"change {n}")
+    with app.app_context():
+        outbox.dispatch_pending()
+    endpoint = endpoint_row(app, endpoint_id).id
+    looking, go_on = threading.Event(), threading.Event()
+    real_transaction = webhook_delivery.write_transaction
+
+    @contextmanager
+    def held_open():  # the passing-over claim's transaction, kept open until the test has looked
+        with real_transaction() as session:
+            yield session
+            looking.set()
+            go_on.wait(10)
+
+    engine = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        with engine.connect() as recording, engine.connect() as observer:
+            recording.execute(text("SELECT id FROM webhook_endpoints WHERE id = :e FOR UPDATE"), {"e": endpoint})
+            monkeypatch.setattr(webhook_delivery, "write_transaction", held_open)
+            found = []
+
+            def other_worker():
+                with app.app_context():
+                    found.append(webhook_delivery.claim_next())
+
+            thread = threading.Thread(target=other_worker)
+            thread.start()
+            assert looking.wait(10)
+            visible = observer.execute(text(
+                "SELECT id FROM webhook_deliveries WHERE endpoint_id = :e FOR UPDATE SKIP LOCKED"), {"e": endpoint})
+            assert len(visible.all()) == 3
+            observer.rollback()
+            go_on.set()
+            thread.join(10)
+            recording.rollback()
+    finally:
+        go_on.set()
+        engine.dispose()
+    assert found == [None]
 
 
 def test_two_workers_never_send_two_deliveries_of_one_endpoint_at_once(app, client, make, receiver, clock):
