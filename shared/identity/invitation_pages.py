@@ -71,6 +71,8 @@ def accept(secret: str):
         if mode == "new":
             membership = invitations.accept_as_new_user(secret, request.form.get("name", ""),
                                                         request.form.get("password", ""), **where)
+            if current_user.is_authenticated:  # whoever was signed in here is signed out first
+                sessions.end_session(current_user.session_key)
             session.clear()  # a fresh session for the new account: no fixation
             login_user(sessions.start_session(membership.user_id))
         elif mode == "accept":
