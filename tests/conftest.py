@@ -391,6 +391,7 @@ class LiveServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)  # reaped: no ResourceWarning on a slow, loaded machine
 
 
 @pytest.fixture

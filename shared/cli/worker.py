@@ -16,7 +16,8 @@ from shared.worker.queue import queue_for
 @with_appcontext
 def worker(once: bool):
     """Background jobs: event dispatch, notification emails, expiry reminders, the sweep."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # "worker" on every line: beside the server (make run) its lines are told apart at a glance.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     task_queue = queue_for(current_app._get_current_object())
     if once:
         if not task_queue.run_once():
