@@ -3,20 +3,30 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 FLASK   = $(BIN)/flask --app wsgi
-STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+HASH    = $(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP   = $(VENV)/.installed-$(HASH)
+TEST_STAMP = $(VENV)/.installed-test-$(HASH)
 CHROMIUM ?= /usr/bin/chromium
 PORT    ?= 5000
 
-.PHONY: install browser run test test-fast coverage mutate lint bench bench-webhooks clean
+.PHONY: install install-test browser run test test-fast coverage mutate lint bench bench-webhooks clean
 
+# Serving needs only the application's dependencies; the test tools (pytest, Playwright,
+# schemathesis, ...) come with the first `make test`.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 # Debian's Chromium for the Playwright browser tests (never `playwright install`).
 browser:
@@ -26,17 +36,18 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # The server and, beside it, the worker (queue jobs, emails, reminders, the sweep). Ctrl-C, or
-# stopping make, stops both: the shell traps the signal (and its own exit) and ends them.
+# stopping make, stops both: the shell traps the signal (and its own exit) and ends them. The
+# worker's log lines start with "worker", the server's request lines with the client address.
 run: install
 	$(FLASK) db upgrade
-	$(FLASK) demo
+	$(FLASK) demo --port $(PORT)
 	@echo "Serving Keyward on http://127.0.0.1:$(PORT) with a background worker (Ctrl-C stops both)"
 	@trap 'kill $$worker $$server 2>/dev/null; wait' EXIT; trap 'exit 0' INT TERM; \
 	$(FLASK) worker & worker=$$!; \
 	$(FLASK) run --host 127.0.0.1 --port $(PORT) & server=$$!; \
 	wait $$server
 
-test: install browser
+test: install-test browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Style and architecture: ruff, the import-linter contracts (layers point one way) and no import cycle.
@@ -46,29 +57,29 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python tools/import_cycles.py
 
-test-fast: install
+test-fast: install-test
 	$(BIN)/python -m pytest -m "not browser" -x $(PYTEST_ARGS)
 
 # Branch coverage of the whole suite, then the gates: the modules that decide access fully covered,
 # the total at least 95 %. The figures print either way; tools/coverage_gate.py alone re-reads them.
 COVERAGE_ARGS = --cov=shared --cov=api --cov=portal --cov=partner_hub --cov-branch
-coverage: install browser
+coverage: install-test browser
 	$(BIN)/python -m pytest $(COVERAGE_ARGS) --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 	$(BIN)/python tools/coverage_gate.py
 
 # Mutation testing (mutmut, [tool.mutmut] in pyproject.toml) of the modules that decide access: slow,
 # on demand, never in CI. `make mutate MUTANTS='shared.tokens.format*'` runs some; results: mutmut results.
-mutate: install
+mutate: install-test
 	$(BIN)/pip install --quiet -e '.[mutation]'
 	$(BIN)/mutmut run $(MUTANTS)
 	$(BIN)/mutmut results
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/run.py
 
 # Webhook delivery: events/s and change-to-delivery delay, one worker, queue on SQLite and Redis;
 # then isolation: healthy endpoints' delay with one receiver hanging against all healthy.
-bench-webhooks: install
+bench-webhooks: install-test
 	$(BIN)/python bench/webhooks.py
 
 clean:

@@ -32,6 +32,7 @@ from shared.identity import invitations, roles
 from shared.identity import members as member_admin
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor, member_page, refuse_page
+from shared.models import Plan
 from shared.notifications import pages as notification_pages
 from shared.orgs import organizations, partners
 from shared.tokens import incident, incident_pages
@@ -279,20 +280,46 @@ def partner_remove(partner_id: int):
 def organization():
     actor = current_actor()
     org = actor.membership.organization
-    error = None
+    error = confirm_stop = None
     if request.method == "POST":
         try:
-            organizations.update_plan_and_policy(actor, organizations.parse_policy_form(request.form))
+            wanted = organizations.parse_policy_form(request.form)
         except InvalidRequest as failure:
             error = failure
         else:
-            flash("Saved the plan and token policy. New and edited tokens follow it from now on.")
-            return redirect(url_for("portal.organization"))
+            stopping = organizations.working_token_count(org.id) if (
+                wanted.plan == Plan.NONE and org.plan != Plan.NONE) else 0
+            # "No plan" stops every token at once: say how many, and save only once confirmed.
+            if stopping and request.form.get("confirm_stop") != str(stopping):
+                confirm_stop = stopping
+            else:
+                before = organizations.policy_of(org)
+                organizations.update_plan_and_policy(actor, wanted)
+                flash(_what_changed(before, wanted, stopping))
+                return redirect(url_for("portal.organization"))
     return render_template(
         "portal/organization.html", org=org, policy=organizations.policy_of(org), form=request.form,
-        submitted=error is not None, errors=error.fields if error else {}, plans=organizations.PLAN_LABELS,
-        known_scopes=roles.KNOWN_SCOPES,
+        submitted=request.method == "POST", errors=error.fields if error else {},
+        plans=organizations.PLAN_LABELS, known_scopes=roles.KNOWN_SCOPES, confirm_stop=confirm_stop,
     ), FORM_ERROR_STATUS if error else 200
+
+
+def _what_changed(before: organizations.PolicyInput, after: organizations.PolicyInput, stopped: int) -> str:
+    """The flash after saving: what the change did, in the words of its consequence."""
+    said = []
+    if after.plan != before.plan:
+        label = organizations.PLAN_LABELS[after.plan]
+        if after.plan == Plan.NONE:
+            said.append(f"The plan is now {label}: {stopped} token{'' if stopped == 1 else 's'} stopped working, "
+                        "and no token can be created or used until you choose a plan.")
+        else:
+            said.append(f"The plan is now {label}.")
+    policy = {name: value for name, value in vars(after).items() if name != "plan"}
+    if policy != {name: value for name, value in vars(before).items() if name != "plan"}:
+        said.append("Saved the token policy: tokens created or edited from now on follow it"
+                    + ("; the unused-token rule applies to every token." if after.deactivate_unused_days
+                       != before.deactivate_unused_days else "."))
+    return " ".join(said) or "Nothing changed."
 
 
 # --------------------------------------------------------------------------- audit log

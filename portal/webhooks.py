@@ -4,6 +4,8 @@ and each endpoint's delivery log with Resend. Thin: parse the form, call shared.
 
 from __future__ import annotations
 
+import json
+
 from flask import flash, redirect, render_template, request, url_for
 
 from portal.blueprint import bp
@@ -14,8 +16,14 @@ from shared.identity.roles import Capability
 from shared.identity.signin import current_actor
 from shared.tokens.pages import FORM_ERROR_STATUS, NO_STORE
 from shared.webhooks import endpoints
+from shared.webhooks.signing import event_body
 
 manager_page = staff_page(Capability.MANAGE_WEBHOOKS)
+
+
+def request_body(event) -> str:
+    """The body every attempt of an event sent (the same bytes each time), indented to be read."""
+    return json.dumps(json.loads(event_body(event)), indent=2, ensure_ascii=False)
 
 
 def _index(*, error: InvalidRequest | None = None, created=None, secret: str | None = None):
@@ -59,7 +67,7 @@ def webhook_log(webhook_id: str):
     actor = current_actor()
     endpoint = endpoints.get_endpoint_for(actor, webhook_id)
     return render_template("portal/webhook_log.html", endpoint=endpoint,
-                           entries=endpoints.delivery_log(actor, endpoint))
+                           entries=endpoints.delivery_log(actor, endpoint), request_body=request_body)
 
 
 @bp.post("/settings/webhooks/<webhook_id>/<any(enable, disable):action>")
@@ -78,6 +86,21 @@ def webhook_delete(webhook_id: str):
     actor = current_actor()
     endpoint = endpoints.delete_endpoint(actor, endpoints.get_endpoint_for(actor, webhook_id))
     return _back(f"Deleted the endpoint {endpoint.url}. Nothing more is sent to it.")
+
+
+@bp.post("/settings/webhooks/<webhook_id>/test")
+@manager_page
+def webhook_test(webhook_id: str):
+    """Send a signed `ping` to this endpoint, then show its delivery log, where the attempt appears."""
+    actor = current_actor()
+    endpoint = endpoints.get_endpoint_for(actor, webhook_id)
+    try:
+        delivery = endpoints.send_test_event(actor, endpoint)
+    except InvalidRequest as error:
+        flash(error.message, "error")
+        return redirect(url_for("portal.webhook_log", webhook_id=endpoint.public_id))
+    return _back(f"Sent a test event ({delivery.event.public_id}, type ping) to {endpoint.url}. Its attempts "
+                 "appear below as they happen: reload to see the answer.", endpoint.public_id)
 
 
 @bp.post("/settings/webhooks/<webhook_id>/deliveries/<int:delivery_id>/resend")

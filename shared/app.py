@@ -7,9 +7,11 @@ import logging
 from functools import wraps
 from pathlib import Path
 
-from flask import Flask, g, jsonify, make_response, render_template, request
+from flask import Flask, g, jsonify, make_response, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -143,6 +145,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register_cli(app)
     _register_health(app)
+    _register_favicon(app)
     _register_error_handlers(app)
     _register_template_helpers(app)
     init_security(app)
@@ -180,6 +183,12 @@ def _browser_hooks_skip_the_api(app: Flask) -> None:
                                       for hook in app.before_request_funcs.get(None, [])]
     app.after_request_funcs[None] = [skipping_api(hook, True) if hook == login_manager._update_remember_cookie
                                      else hook for hook in app.after_request_funcs.get(None, [])]
+def _register_favicon(app: Flask) -> None:
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers and tools ask for it at the root whatever the pages link to."""
+        return send_from_directory(app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon",
+                                   max_age=86400)
 
 
 def _register_health(app: Flask) -> None:
@@ -214,6 +223,18 @@ def _error_page(status: int, message: str):
 
 def _register_error_handlers(app: Flask) -> None:
     from api.errors import error_response, http_error_response, service_error_response
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(error: CSRFError):
+        # A form or htmx request from a browser whose session ended (signed out elsewhere, expired):
+        # that is a sign-in to ask for, not a token error to show; it comes back afterwards.
+        from shared.identity.signin import login_form_expired
+
+        if request.endpoint == "auth.login":
+            return login_form_expired()
+        if not current_user.is_authenticated and not _wants_json():
+            return login_manager.unauthorized()
+        return _error_page(400, error.description)
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError):
@@ -271,3 +292,5 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["exact_time"] = dates.exact
     app.jinja_env.filters["iso_time"] = dates.iso
     app.jinja_env.filters["day"] = dates.day
+    app.jinja_env.filters["moment"] = dates.time_tag
+    app.jinja_env.tests["moment"] = dates.is_moment_text

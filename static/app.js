@@ -6,7 +6,13 @@
  * - Token form: show the project field only for project tokens and the date field only for
  *   "Custom date".
  * - [data-autosubmit] selects submit their form on change (organization switcher).
- * - dialog[data-reopen]: a dialog the server sent back with an error in it is shown again.
+ * - dialog[data-reopen]: a dialog the server sent (a confirmation, or one with an error in it) opens.
+ *   A dialog whose form's htmx request succeeded closes.
+ * - [data-autofocus]: after an htmx swap, focus moves to what the server marked (the value panel,
+ *   the notice that replaced a revoked row, a row's menu after its action); a page load uses the
+ *   native autofocus attribute.
+ * - An actions menu (popover) closes when one of its items is chosen.
+ * - A link shown as a button (role="button") is pressed with Space too.
  * - htmx errors that are not swapped (403, 404, 500, network) are shown in a notice.
  *
  * No inline scripts or handlers anywhere: a Content-Security-Policy allowing only our own
@@ -92,12 +98,20 @@
     if (expiration && date) date.hidden = expiration.value !== "custom";
   }
 
+  function focusMarked() {
+    var target = document.querySelector("[data-autofocus]");
+    if (!target) return;
+    target.removeAttribute("data-autofocus");
+    target.focus();
+  }
+
   function enhance(root) {
     var forms = root.querySelectorAll ? root.querySelectorAll(".token-form") : [];
     Array.prototype.forEach.call(forms, syncTokenForm);
     if (root.classList && root.classList.contains("token-form")) syncTokenForm(root);
-    var reopen = root.querySelectorAll ? root.querySelectorAll("dialog[data-reopen]") : [];
-    Array.prototype.forEach.call(reopen, function (dialog) {
+    var reopen = root.querySelectorAll ? Array.prototype.slice.call(root.querySelectorAll("dialog[data-reopen]")) : [];
+    if (root.matches && root.matches("dialog[data-reopen]")) reopen.push(root);
+    reopen.forEach(function (dialog) {
       dialog.removeAttribute("data-reopen");
       if (!dialog.open && typeof dialog.showModal === "function") dialog.showModal();
     });
@@ -113,8 +127,34 @@
     }
   });
 
-  document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  document.addEventListener("DOMContentLoaded", function () {
+    enhance(document);
+    Array.prototype.forEach.call(document.querySelectorAll("[data-autofocus]"), function (element) {
+      element.removeAttribute("data-autofocus");  // the autofocus attribute did it on load
+    });
+  });
   document.addEventListener("htmx:load", function (event) { enhance(event.target); });
+  document.addEventListener("htmx:afterSettle", focusMarked);
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var dialog = event.detail.elt.closest && event.detail.elt.closest("dialog");
+    if (dialog && event.detail.successful && dialog.open && !dialog.contains(document.querySelector("[data-reopen]"))) {
+      dialog.close();
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var menu = event.target.closest("[popover]");
+    if (menu && typeof menu.hidePopover === "function" && menu.matches(":popover-open")) menu.hidePopover();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    var link = event.target;
+    if (event.key === " " && link.matches && link.matches("a[role=button]")) {
+      event.preventDefault();
+      link.click();
+    }
+  });
 
   document.addEventListener("htmx:responseError", function (event) {
     var xhr = event.detail.xhr;

@@ -23,7 +23,7 @@ def worker(once: bool):
     if app.config["KEYWARD_LOG_FORMAT"] == "json":
         logs.configure("json")
     else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     task_queue = queue_for(app)
     if once:
         if not task_queue.run_once():

@@ -1,14 +1,19 @@
-"""Relative and exact times, the one place the UI formats a moment."""
+"""Relative and exact times, the one place the UI formats a moment.
+
+Pages show every moment one way: relative ("3 hours ago", "in 5 days") in a
+`<time datetime="<ISO>" title="<exact UTC>">`, so the exact time is one hover away (time_tag).
+Calendar days (a chart's bars) read "Nov 3, 2026" (day). Raw ISO 8601 is for machines only: the
+API, exports, and the datetime attribute.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING
+
+from markupsafe import Markup, escape
 
 from shared.core import clock
-
-if TYPE_CHECKING:
-    pass
 
 _UNITS = (
     ("year", 365 * 24 * 3600),
@@ -53,6 +58,34 @@ def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# A moment as iso() writes it (audit details and event data hold them as text).
+_ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})")
+
+
+def moment_in(text: object) -> datetime | None:
+    """The moment a string written by iso() holds (audit details, event data), else None."""
+    if not isinstance(text, str) or not _ISO_MOMENT.fullmatch(text):
+        return None
+    return parse_moment(text)
+
+
+def is_moment_text(value: object) -> bool:
+    return moment_in(value) is not None
+
+
+def time_tag(moment: datetime | str | None, never: str = "never") -> Markup:
+    """How a page shows a moment: relative, with the exact time on hover and ISO for machines.
+    A string written by iso() is shown the same way; None reads `never`."""
+    if isinstance(moment, str):
+        parsed = moment_in(moment)
+        if parsed is None:
+            return escape(moment)
+        moment = parsed
+    if moment is None:
+        return escape(never)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso(moment), exact(moment), relative(moment))
 
 
 def end_of_day(day: date) -> datetime:

@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import parse_qsl, urlencode, urlparse
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_login.config import EXEMPT_METHODS
@@ -37,6 +49,48 @@ login_manager.session_protection = None  # sessions are server-side rows; see ac
 @login_manager.user_loader
 def load_user(session_key: str):
     return sessions.user_for_session(session_key)
+
+
+def return_path() -> str | None:
+    """Where a signed-out browser goes back to after signing in: the page it was on.
+
+    An htmx request (a row's action) returns to the page that made it (HX-Current-URL), a filter
+    typed or a page turned to that page with its new query; a plain form post returns to the page it came from (its `next` field, else
+    the Referer); a page load to itself. Only a path of this site, never another one.
+    """
+    if request.headers.get("HX-Request") == "true":
+        page = _same_site_path(request.headers.get("HX-Current-URL"))
+        if request.method == "GET" and page and urlparse(page).path == request.path:
+            # The same page with new filters (typed, paged), without the empty ones.
+            query = urlencode([(key, value) for key, value in parse_qsl(request.query_string.decode())
+                               if value])
+            return _safe_next(request.path + (f"?{query}" if query else ""))
+        return page
+    if request.method == "GET":
+        return _safe_next(request.full_path.rstrip("?"))
+    return _safe_next(request.form.get("next")) or _same_site_path(request.referrer)
+
+
+def _same_site_path(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlparse(url)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return _safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+@login_manager.unauthorized_handler
+def sign_in_first():
+    """A signed-out browser (never signed in, signed out elsewhere, or its session ended) asks for a
+    page: to the sign-in page, and back here afterwards. For htmx that is `HX-Redirect`, so the
+    whole page goes there instead of the sign-in page being swapped into a fragment."""
+    target = url_for("auth.login", next=return_path())
+    flash("Your session has ended. Sign in to continue." if request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+          else "Please sign in to continue.")
+    if request.headers.get("HX-Request") == "true":
+        return "", 401, {"HX-Redirect": target}
+    return redirect(target)
 
 
 class LoginForm(FlaskForm):
@@ -232,6 +286,15 @@ def login():
     elif request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form, error=error), status, headers
+
+
+def login_form_expired():
+    """The sign-in form posted without its CSRF token (its session cookie expired meanwhile): the
+    form again, with a fresh token and a word on what happened."""
+    form = LoginForm(formdata=None)
+    form.email.data = request.form.get("email", "")[:254]
+    return render_template("auth/login.html", form=form,
+                           error="The sign-in form expired. Sign in again."), 400
 
 
 @bp.post("/logout")

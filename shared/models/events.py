@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -117,6 +118,7 @@ class WebhookAttempt(db.Model):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(300))
+    response_excerpt: Mapped[str | None] = mapped_column(Text)  # the answer's first kilobyte, as text
 
 
 class Event(db.Model):

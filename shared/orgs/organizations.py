@@ -15,12 +15,13 @@ from sqlalchemy import func, select
 
 from shared.audit import record as audit
 from shared.audit.record import Actor
+from shared.core import clock
 from shared.core.db import write_transaction
 from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
 from shared.core.validation import FieldErrors
 from shared.identity.roles import Capability, require
-from shared.models import PLANS, ApiToken, Organization, Partner, Plan, Project
+from shared.models import PLANS, ApiToken, Membership, Organization, Partner, Plan, Project, User
 from shared.tokens.payload import clean_labels
 
 MAX_LIFETIME_DAYS = 3650
@@ -47,6 +48,21 @@ def live_token_counts(organization_id: int) -> dict[int, int]:
         select(ApiToken.created_by_membership_id, func.count())
         .where(ApiToken.organization_id == organization_id, ApiToken.revoked_at.is_(None))
         .group_by(ApiToken.created_by_membership_id)).all())
+
+
+def working_token_count(organization_id: int) -> int:
+    """Tokens that authenticate requests now: not revoked, active, not expired, creator still a member.
+    Canaries aside: they never grant anything."""
+    now = clock.now()
+    return db.session.scalar(
+        select(func.count()).select_from(ApiToken)
+        .join(Membership, Membership.id == ApiToken.created_by_membership_id)
+        .join(User, User.id == Membership.user_id)
+        .outerjoin(Partner, Partner.id == Membership.partner_id)
+        .where(ApiToken.organization_id == organization_id, ApiToken.revoked_at.is_(None),
+               ApiToken.is_active.is_(True), ApiToken.is_canary.is_(False),
+               (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
+               Membership.removed_at.is_(None), User.is_active.is_(True), Partner.removed_at.is_(None)))
 
 
 @dataclass

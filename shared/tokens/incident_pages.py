@@ -30,6 +30,8 @@ from shared.tokens.pages import FORM_ERROR_STATUS, list_url, render_page, token_
 bp = Blueprint("incident", __name__)
 
 RULE_FIELDS = ("created_by", "partner_id", "created_before", "all")
+# Revoking more tokens than this at once asks to type how many: a second look at a large blast radius.
+TYPE_TO_CONFIRM_ABOVE = 10
 
 
 def _whole_number(values: MultiDict, name: str, errors: validation.FieldErrors) -> int | None:
@@ -101,6 +103,7 @@ def bulk_preview():
         except InvalidRequest as failure:
             error = failure
     context = {"preview": preview, "values": values, "errors": error.fields if error else {},
+               "type_to_confirm_above": TYPE_TO_CONFIRM_ABOVE,
                "error": error, "selection": values.get("selected") == "1" or bool(values.getlist("token_ids"))}
     if wants_fragment():
         return render_page("tokens/_bulk_dialog.html", actor, **context)
@@ -112,8 +115,14 @@ def bulk_preview():
 def bulk_revoke():
     """POST: revoke what the confirmed dry run listed, then back to the list."""
     actor = current_actor()
+    form = request.form
+    count = len(form.getlist("previewed"))
+    if count > TYPE_TO_CONFIRM_ABOVE and form.get("confirm_count", "").strip() != str(count):
+        flash(f"Nothing was revoked: type {count} to revoke these {count} tokens.", "error")
+        again = {name: form.getlist(name) for name in (*RULE_FIELDS, "token_ids", "selected") if form.get(name)}
+        return redirect(ui_url("incident.bulk_preview", **again))
     try:
-        result = incident.bulk_revoke(actor, bulk_rule_from(request.form), dry_run=False)
+        result = incident.bulk_revoke(actor, bulk_rule_from(form), dry_run=False)
     except InvalidRequest as error:
         flash(error.message, "error")
         return redirect(ui_url("incident.bulk_preview"))

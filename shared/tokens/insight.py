@@ -210,9 +210,32 @@ class RightsCell:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """One reason a request is refused, and every scope × method it refuses."""
+
+    reason: str
+    scopes: list[tuple[str, list[RightsCell]]]  # (scope, its refused cells), in the table's order
+
+
+@dataclass(frozen=True)
 class RightsGrid:
     methods: tuple[str, ...]
     rows: list[tuple[str, list[RightsCell]]]  # (scope, one cell per method)
+
+    @property
+    def allowed(self) -> list[tuple[str, list[RightsCell]]]:
+        """What the token can do: each scope with the methods it may call there (scopes with none left out)."""
+        return [(scope, kept) for scope, cells in self.rows if (kept := [c for c in cells if c.allowed])]
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        """What it cannot do, grouped by why: each reason once, in the order the table first meets it."""
+        grouped: dict[str, dict[str, list[RightsCell]]] = {}
+        for scope, cells in self.rows:
+            for cell in cells:
+                if not cell.allowed:
+                    grouped.setdefault(cell.reason or "Refused", {}).setdefault(scope, []).append(cell)
+        return [Refusal(reason, list(scopes.items())) for reason, scopes in grouped.items()]
 
 
 def rights_grid(token: ApiToken) -> RightsGrid:

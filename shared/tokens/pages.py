@@ -20,12 +20,14 @@ The show-once secret is the one POST that renders instead of redirecting; it is 
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from math import ceil
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session
+from werkzeug.datastructures import MultiDict
 
 from shared.audit.record import Actor
 from shared.core.errors import (
@@ -180,12 +182,51 @@ def safe_list_url(target: str | None) -> str:
     return index
 
 
+def safe_back_url(target: str | None) -> str:
+    """Where a plain form goes back to: the list it was posted from (filters kept) or a token's page
+    of this UI; anything else is the list."""
+    if target:
+        parts = urlparse(target)
+        rest = parts.path.removeprefix(list_url() + "/")
+        if (not parts.scheme and not parts.netloc and rest != parts.path
+                and token_format.PUBLIC_ID.fullmatch(rest)):
+            return parts.path
+    return safe_list_url(target)
+
+
+def is_list_url(target: str) -> bool:
+    return urlparse(target).path == list_url()
+
+
+# A create or regenerate form carries a one-time key, so posting it again (a reload of the page
+# that showed the value, without JavaScript) shows no second value: the session remembers the
+# keys it spent and which token each made.
+FORM_KEYS = "spent_form_keys"
+KEPT_FORM_KEYS = 20
+
+
+def new_form_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def spent_by(key: str) -> str | None:
+    """The public id of the token a form with this key already created or regenerated, if any."""
+    return dict(session.get(FORM_KEYS, [])).get(key) if key else None
+
+
+def spend(key: str, token: ApiToken) -> None:
+    if key:
+        kept = [pair for pair in session.get(FORM_KEYS, []) if pair[0] != key]
+        session[FORM_KEYS] = [*kept, [key, token.public_id]][-KEPT_FORM_KEYS:]
+
+
 # --------------------------------------------------------------------------- rendering
 
 
 def render_page(template: str, actor: Actor, **context) -> str:
     """A token page or fragment in the layout of the UI serving the request (set by its guard)."""
     context.setdefault("list_url", safe_list_url(request.values.get("next")))
+    context.setdefault("back_url", safe_back_url(request.values.get("next")))
     return render_template(template, layout=g.layout,
                            sees_all=roles.can(actor.role, Capability.SEE_ALL_TOKENS),
                            may_bulk_revoke=incident.may_bulk_revoke(actor),
@@ -249,6 +290,8 @@ def _form_context(actor: Actor, form: TokenForm, *, token: ApiToken | None = Non
         "may_create_canary": may_create_canary,
         "projects": list_projects(actor.organization_id),
         "rights_grid": rights_grid(form, role, org.policy_allowed_scopes, editing=token is not None),
+        "whose_role": "the creator’s role" if token is not None else "your role",
+        "form_key": new_form_key(),
         "permission_hints": PERMISSION_HINTS,
         "scope_hints": SCOPE_HINTS,
         "expiration_options": EXPIRATION_OPTIONS,
@@ -290,7 +333,7 @@ def detail(token_id: str):
     token = access.get_token_for(actor, token_id)
     narrowing = incident.narrowing_plan(token) if incident.may_narrow(actor, token) else None
     return render_page("tokens/detail.html", actor, row=token_row(actor, token),
-                       insight=insight.insight_for(token), narrowing=narrowing)
+                       insight=insight.insight_for(token), narrowing=narrowing, back_url=request.path)
 
 
 # --------------------------------------------------------------------------- create
@@ -306,12 +349,16 @@ def new():
 def create():
     """Create, then show the secret once: rendered by this POST (never a redirect), not stored."""
     actor = current_actor()
+    form_key = request.form.get("form_key", "")
+    if spent_by(form_key):
+        return _already_done(actor, spent_by(form_key))
     form = TokenForm.from_request(request.form)
     try:
         token, secret = lifecycle.create_token(actor, form.to_create_input(), expiry_field="expiration")
     except FORM_ERRORS as error:
         context = _form_context(actor, form, error=error)
         return render_page("tokens/new.html", actor, **context), FORM_ERROR_STATUS
+    spend(form_key, token)
     return _show_once(actor, token, secret, regenerated=False)
 
 
@@ -320,6 +367,17 @@ def _show_once(actor: Actor, token: ApiToken, secret: str, *, regenerated: bool)
     html = _index_page(actor, filters, secret=secret, secret_row=token_row(actor, token),
                        regenerated=regenerated)
     # The page now shows the list: a reload there (pushed by htmx for a boosted form) is a GET.
+    return html, 200, {**NO_STORE, "HX-Push-Url": list_url()}
+
+
+def _already_done(actor: Actor, public_id: str):
+    """The same create or regenerate form posted again (a reload): the list and what happened the first
+    time, never a second token or value."""
+    try:
+        token = access.get_token_for(actor, public_id)
+    except ServiceError:  # out of reach since; say nothing about it
+        token = None
+    html = _index_page(actor, filters_from_args({}), already_created=token)
     return html, 200, {**NO_STORE, "HX-Push-Url": list_url()}
 
 
@@ -358,9 +416,9 @@ def update(token_id: str):
 def _done(actor: Actor, token: ApiToken, message: str):
     """After an action: the changed row for htmx, else back to the list with a message."""
     if wants_fragment():
-        return _row_response(actor, token)
+        return _row_response(actor, token, focus_actions=True)
     flash(message)
-    return redirect(safe_list_url(request.form.get("next")))
+    return redirect(safe_back_url(request.form.get("next")))
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -394,9 +452,20 @@ def _confirm(token_id: str, action: str):
         raise PermissionDenied(f"Your role cannot {action.replace('-', ' ')} this token")
     if action == "end-grace" and row.grace_until is None:  # ended meanwhile: nothing to confirm
         flash(f"The old value of “{token.name}” no longer works.")
-        return redirect(safe_list_url(request.args.get("next")))
-    return render_page("tokens/confirm.html", actor, row=row, action=action,
-                       grace_choice=DEFAULT_GRACE, errors={})
+        return redirect(safe_back_url(request.args.get("next")))
+    return _confirmation(actor, row, action, DEFAULT_GRACE, {})
+
+
+def _confirmation(actor: Actor, row: TokenRow, action: str, grace_choice: str, errors: dict, status: int = 200):
+    """The question before Regenerate, End grace period or Revoke: for htmx the page's dialog (its
+    form swaps the row when asked from the list), else a page of its own."""
+    back = safe_back_url(request.values.get("next"))
+    context = {"row": row, "action": action, "grace_choice": grace_choice, "errors": errors,
+               "back_url": back, "in_list": is_list_url(back), "form_key": new_form_key()}
+    if wants_fragment():
+        return render_page("tokens/_confirm_dialog.html", actor, **context), status, {
+            "HX-Retarget": "#token-dialog", "HX-Reswap": "innerHTML"}
+    return render_page("tokens/confirm.html", actor, **context), status
 
 
 @bp.get("/<token_id>/regenerate")
@@ -419,29 +488,30 @@ def regenerate(token_id: str):
     """A new value, shown once; the old one stops now or after the chosen grace period."""
     actor = current_actor()
     token = access.get_token_for(actor, token_id)
+    form_key = request.form.get("form_key", "")
+    if spent_by(form_key):
+        return _already_done(actor, spent_by(form_key))
     grace_period = grace_period_from(request.form)
     try:
         token, secret = lifecycle.regenerate_token(actor, token, grace_period)
     except FORM_ERRORS as error:
         return _regenerate_refused(actor, token, grace_period, error)
-    if wants_fragment():
-        html = render_page("tokens/_row.html", actor, row=token_row(actor, token), row_secret=secret)
+    spend(form_key, token)
+    if wants_fragment():  # the row, and the value in the panel above the list (out of band)
+        row = token_row(actor, token)
+        html = render_page("tokens/_regenerated.html", actor, row=row, secret=secret, secret_row=row,
+                           regenerated=True)
         return html, 200, NO_STORE
     return _show_once(actor, token, secret, regenerated=True)
 
 
 def _regenerate_refused(actor: Actor, token: ApiToken, grace_period: str, error: ServiceError):
-    """Nothing changed: the dialog (htmx: the row with its dialog reopened) or the confirmation
-    page comes back with the choice as sent and the message beside the field."""
+    """Nothing changed: the dialog (htmx) or the confirmation page comes back with the choice as
+    sent and the message beside the field."""
     errors = dict(error.fields or {})
     if not errors:
         errors["grace_period"] = error.message
-    context = {"row": token_row(actor, token), "grace_choice": grace_period, "errors": errors}
-    if wants_fragment():
-        html = render_page("tokens/_row.html", actor, reopen_dialog="regenerate", **context)
-    else:
-        html = render_page("tokens/confirm.html", actor, action="regenerate", **context)
-    return html, FORM_ERROR_STATUS
+    return _confirmation(actor, token_row(actor, token), "regenerate", grace_period, errors, FORM_ERROR_STATUS)
 
 
 @bp.post("/<token_id>/end-grace")
@@ -456,7 +526,10 @@ def end_grace(token_id: str):
 def revoke(token_id: str):
     actor = current_actor()
     token = lifecycle.revoke_token(actor, access.get_token_for(actor, token_id))
-    if wants_fragment():  # the row leaves the Active tab
-        return render_page("tokens/_revoked_row.html", actor, row=token_row(actor, token))
+    if wants_fragment():  # the row leaves the Active tab, and the count follows
+        back = urlparse(safe_list_url(request.form.get("next")))
+        filters = filters_from_args(MultiDict(parse_qsl(back.query)))
+        return render_page("tokens/_revoked_row.html", actor, row=token_row(actor, token), oob=True,
+                           **_list_context(actor, filters))
     flash(f"Revoked “{token.name}”. It is listed under Deleted.")
-    return redirect(safe_list_url(request.form.get("next")))
+    return redirect(safe_back_url(request.form.get("next")))

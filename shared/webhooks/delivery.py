@@ -41,7 +41,10 @@ USER_AGENT = "Keyward-Webhooks/1.0"
 TIMEOUT_SECONDS = 5.0  # connect, send and each read
 
 
-RESPONSE_EXCERPT_BYTES = 200
+RESPONSE_EXCERPT_BYTES = 200  # of an error answer, in the attempt's error
+
+
+RESPONSE_LOG_BYTES = 1024  # of every answer, kept with the attempt for the delivery log
 
 
 ERROR_LENGTH = 300  # WebhookAttempt.error
@@ -101,6 +104,7 @@ class Outcome:
     status_code: int | None
     latency_ms: int
     error: str | None
+    response_excerpt: str | None = None  # the answer's first RESPONSE_LOG_BYTES, secrets redacted
 
     @property
     def succeeded(self) -> bool:
@@ -217,7 +221,7 @@ def _record(session, claim: Claim, outcome: Outcome) -> str:
                                .with_for_update().execution_options(populate_existing=True)).one()
     session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=outcome.attempted_at,
                                status_code=outcome.status_code, latency_ms=outcome.latency_ms,
-                               error=outcome.error))
+                               error=outcome.error, response_excerpt=outcome.response_excerpt))
     # The endpoint is free for its next delivery; a later lease (another worker's, taken after ours
     # ran out) is not ours to end.
     session.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == claim.endpoint_id,
@@ -319,6 +323,7 @@ def send(claim: Claim) -> Outcome:
     started = time.monotonic()
     status: int | None = None
     error: str | None = None
+    answer: str | None = None
     try:
         destination = parse_url(claim.url)
         addresses = resolve_destination(destination.host, destination.port)
@@ -333,7 +338,8 @@ def send(claim: Claim) -> Outcome:
             })
             response = connection.getresponse()
             status = response.status
-            excerpt = response.read(RESPONSE_EXCERPT_BYTES).decode("utf-8", "replace")
+            answer = response.read(RESPONSE_LOG_BYTES).decode("utf-8", "replace")
+            excerpt = answer[:RESPONSE_EXCERPT_BYTES]
         finally:
             connection.close()
         if 300 <= status < 400:
@@ -345,4 +351,13 @@ def send(claim: Claim) -> Outcome:
     except Exception as failure:
         error = _failure_message(failure)
     latency_ms = int((time.monotonic() - started) * 1000)
-    return Outcome(attempted_at, status, latency_ms, _clean_error(error, claim.secret) if error else None)
+    return Outcome(attempted_at, status, latency_ms, _clean_error(error, claim.secret) if error else None,
+                   _clean_answer(answer, claim.secret))
+
+
+def _clean_answer(text: str | None, secret: str) -> str | None:
+    """What the receiver answered, for the log: printable, and never a secret it echoed back."""
+    if text is None:
+        return None
+    text = text.replace(secret, notices.REDACTED) if secret else text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in notices.redact_secrets(text))

@@ -19,7 +19,7 @@ from shared.core.errors import InvalidRequest, NotFound
 from shared.core.extensions import db
 from shared.events import outbox
 from shared.identity.roles import Capability, require
-from shared.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from shared.models import DeliveryStatus, Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from shared.webhooks.signing import new_signing_secret
 from shared.webhooks.ssrf import check_url
 
@@ -193,5 +193,34 @@ def resend(actor: Actor, endpoint: WebhookEndpoint, delivery_id: int) -> Webhook
         session.add(delivery)
         audit.record(actor, endpoint.organization_id, "webhook.resent", "webhook", endpoint.public_id,
                      {"event_id": delivery.event.public_id})
+        outbox.mark_outbox()  # the queue sends it right after this commit
+    return delivery
+
+
+PING = "ping"  # the test event: sent to one endpoint on request, never subscribed to
+
+
+def send_test_event(actor: Actor, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """Send the endpoint a signed `ping` now, delivered, retried and logged like any event, so a
+    receiver can be checked before a real event comes. Only this endpoint gets it.
+
+    :raise InvalidRequest: while the endpoint is disabled
+    """
+    require(actor, Capability.MANAGE_WEBHOOKS, NOT_ALLOWED)
+    if not endpoint.is_active:
+        raise InvalidRequest("Enable the endpoint before sending a test event")
+    now = clock.now()
+    with write_transaction() as session:
+        # Dispatched already: the outbox hands it to no other endpoint.
+        event = Event(public_id=outbox.new_event_id(), organization_id=endpoint.organization_id, type=PING,
+                      token_id=None, data={"webhook": {"id": endpoint.public_id, "url": endpoint.url}},
+                      created_at=now, dispatched_at=now)
+        session.add(event)
+        session.flush()
+        delivery = WebhookDelivery(endpoint_id=endpoint.id, event_id=event.id, status=DeliveryStatus.PENDING,
+                                   attempts=0, next_attempt_at=now, created_at=now)
+        session.add(delivery)
+        audit.record(actor, endpoint.organization_id, "webhook.tested", "webhook", endpoint.public_id,
+                     {"event_id": event.public_id})
         outbox.mark_outbox()  # the queue sends it right after this commit
     return delivery

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_portal_browser import api_status, row
+from tests.browser.test_portal_browser import api_status, choose, row
 
 pytestmark = pytest.mark.browser
 
@@ -103,29 +103,29 @@ def test_partner_signs_in_to_the_hub_generates_uses_and_revokes_a_token(page, pe
     page.reload()
     expect(page.locator("[data-token-value]")).to_have_count(0)
     expect(row(page, "Globex sync")).to_contain_text("just now")  # last used
-    expect(row(page, "Globex sync").locator("td.num").first).to_have_text("1")  # usage
+    expect(row(page, "Globex sync").locator(".usage-count")).to_have_text("1")  # usage
 
     page.get_by_label("Filter by name").fill("nothing like it")
     expect(page.get_by_text("No tokens match these filters")).to_be_visible()
     page.get_by_label("Filter by name").fill("sync")
     expect(row(page, "Globex sync")).to_be_visible()
 
-    row(page, "Globex sync").get_by_role("button", name="Deactivate").click()
+    choose(page, "Globex sync", "Deactivate")
     expect(row(page, "Globex sync").get_by_text("Inactive", exact=True)).to_be_visible()
     assert api_status(server, value) == 401
-    row(page, "Globex sync").get_by_role("button", name="Reactivate").click()
-    expect(row(page, "Globex sync").get_by_role("button", name="Deactivate")).to_be_visible()
+    choose(page, "Globex sync", "Reactivate")
+    expect(row(page, "Globex sync").get_by_text("Active", exact=True)).to_be_visible()
     assert api_status(server, value) == 200
     screenshot(page, "hub-api-tokens")
 
-    row(page, "Globex sync").get_by_role("button", name="Revoke").click()
+    choose(page, "Globex sync", "Revoke")
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("Globex sync")
     dialog.get_by_role("button", name="Cancel").click()
     assert api_status(server, value) == 200
-    row(page, "Globex sync").get_by_role("button", name="Revoke").click()
+    choose(page, "Globex sync", "Revoke")
     page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
-    expect(row(page, "Globex sync")).to_have_count(0)
+    expect(page.get_by_role("button", name="Actions for Globex sync")).to_have_count(0)
     assert api_status(server, value) == 401
     page.get_by_role("link", name="Deleted").click()
     expect(row(page, "Globex sync")).to_contain_text("Revoked")
@@ -134,7 +134,7 @@ def test_partner_signs_in_to_the_hub_generates_uses_and_revokes_a_token(page, pe
 def test_regenerate_in_the_hub(page, people, server, make):
     issued = make.token(people.paula, name="Importer")
     sign_in(page, people.paula)
-    row(page, "Importer").get_by_role("button", name="Regenerate").click()
+    choose(page, "Importer", "Regenerate")
     page.get_by_role("dialog").get_by_role("button", name="Regenerate token").click()
     value = page.locator("[data-token-value]").inner_text().strip()
     assert value != issued.secret
@@ -166,9 +166,9 @@ def test_a_partner_sees_only_their_own_tokens_and_the_portal_admin_sees_theirs(p
     expect(row(page, "Initech sync")).to_contain_text("Partner: Initech")
     expect(row(page, "Owner deploys")).not_to_contain_text("Partner:")
     screenshot(page, "portal-partner-tokens")
-    row(page, "Paula's sync").get_by_role("button", name="Revoke").click()
+    choose(page, "Paula's sync", "Revoke")
     page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
-    expect(row(page, "Paula's sync")).to_have_count(0)
+    expect(page.get_by_role("button", name="Actions for Paula's sync")).to_have_count(0)
     assert api_status(server, paula.secret) == 401
     assert page.goto("/hub/api-tokens").status == 403
 

@@ -89,6 +89,13 @@ def row(page: Page, name: str):
     return page.get_by_role("row").filter(has_text=name)
 
 
+def choose(page: Page, name: str, action: str) -> None:
+    """Open the row's menu `Actions for <name>` and choose `action` in it."""
+    the_row = row(page, name)
+    the_row.get_by_role("button", name=f"Actions for {name}").click()
+    the_row.get_by_role("button", name=action, exact=True).click()
+
+
 def mark_page(page: Page) -> None:
     """A marker that survives htmx swaps but not a full page load."""
     page.evaluate("window.__keywardMarker = 'still here'")
@@ -158,13 +165,15 @@ def test_deactivate_and_reactivate_swap_only_the_row(page, staff, server, make):
     sign_in(page, staff.owner)
     mark_page(page)
     target = row(page, "Webhook relay")
-    target.get_by_role("button", name="Deactivate").click()
+    choose(page, "Webhook relay", "Deactivate")
     expect(target.get_by_text("Inactive", exact=True)).to_be_visible()
-    expect(target.get_by_role("button", name="Reactivate")).to_be_visible()
+    # Focus comes back to the row's menu, which now offers Reactivate.
+    expect(target.get_by_role("button", name="Actions for Webhook relay")).to_be_focused()
     assert api_status(server, issued.secret) == 401
 
-    target.get_by_role("button", name="Reactivate").click()
+    choose(page, "Webhook relay", "Reactivate")
     expect(target.get_by_text("Active", exact=True)).to_be_visible()
+    target.get_by_role("button", name="Actions for Webhook relay").click()
     expect(target.get_by_role("button", name="Deactivate")).to_be_visible()
     assert_no_page_load(page)
     assert api_status(server, issued.secret) == 200
@@ -175,7 +184,7 @@ def test_revoke_cancel_keeps_the_token_and_confirm_kills_it(page, staff, server,
     sign_in(page, staff.owner)
     mark_page(page)
 
-    row(page, "Legacy importer").get_by_role("button", name="Revoke").click()
+    choose(page, "Legacy importer", "Revoke")
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("Legacy importer")
@@ -185,9 +194,13 @@ def test_revoke_cancel_keeps_the_token_and_confirm_kills_it(page, staff, server,
     expect(row(page, "Legacy importer")).to_be_visible()
     assert api_status(server, issued.secret) == 200
 
-    row(page, "Legacy importer").get_by_role("button", name="Revoke").click()
+    choose(page, "Legacy importer", "Revoke")
     page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
-    expect(row(page, "Legacy importer")).to_have_count(0)
+    # The row becomes a notice naming the token, which takes the focus; the count follows.
+    notice = page.get_by_role("row", name=re.compile("“Legacy importer” stopped working"))
+    expect(notice).to_be_focused()
+    expect(page.get_by_role("button", name="Actions for Legacy importer")).to_have_count(0)
+    expect(page.get_by_text("1–3 of 3 tokens")).to_be_visible()
     assert_no_page_load(page)
     assert api_status(server, issued.secret) == 401
 
@@ -199,7 +212,7 @@ def test_revoke_cancel_keeps_the_token_and_confirm_kills_it(page, staff, server,
 def test_regenerate_shows_the_new_value_once_and_the_old_one_stops(page, staff, server, make):
     issued = make.token(staff.owner, name="Billing sync")
     sign_in(page, staff.owner)
-    row(page, "Billing sync").get_by_role("button", name="Regenerate").click()
+    choose(page, "Billing sync", "Regenerate")
     page.get_by_role("dialog").get_by_role("button", name="Regenerate token").click()
     value_element = page.locator("[data-token-value]")
     expect(value_element).to_be_visible()
@@ -215,7 +228,7 @@ def test_edit_in_place_changes_the_row(page, staff, make, screenshot):
     make.token(staff.owner, name="Docs reader")
     sign_in(page, staff.owner)
     mark_page(page)
-    row(page, "Docs reader").get_by_role("button", name="Edit").click()
+    choose(page, "Docs reader", "Edit")
     form = page.locator("tr.edit-row")
     form.get_by_label("Name", exact=True).fill("Docs reader (prod)")
     form.get_by_label("templates read", exact=True).check()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_portal_browser import api_status, row, sign_in
+from tests.browser.test_portal_browser import api_status, choose, row, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -28,7 +28,7 @@ def watch_csp(page: Page) -> list[str]:
 
 
 def regenerate_with(page: Page, name: str, grace_label: str, screenshot=None) -> str:
-    row(page, name).get_by_role("button", name="Regenerate").click()
+    choose(page, name, "Regenerate")
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
     choice = dialog.get_by_label("Keep the old value working for")
@@ -67,7 +67,9 @@ def test_regenerate_with_24_hours_keeps_the_old_value_and_shows_the_grace_end(pa
     grace_end = the_row.locator(".grace-note time")
     moment = datetime.fromisoformat(grace_end.get_attribute("datetime"))
     assert before + timedelta(hours=24) - timedelta(seconds=1) <= moment <= after + timedelta(hours=24)
-    expect(grace_end).to_have_text(moment.strftime("%Y-%m-%d %H:%M UTC"))
+    expect(grace_end).to_have_text(re.compile(r"^in (23|24) hours$"))  # relative, exact on hover
+    expect(grace_end).to_have_attribute("title", moment.strftime("%Y-%m-%d %H:%M UTC"))
+    the_row.get_by_role("button", name="Actions for Billing sync").click()
     expect(the_row.get_by_role("button", name="End grace period")).to_be_visible()
     screenshot(page, "rotation-grace-row")
     assert refused == []
@@ -80,7 +82,7 @@ def test_end_grace_period_confirms_then_stops_the_old_value(page, owner, server,
     new = regenerate_with(page, "Nightly export", "7 days")
     page.reload()
 
-    row(page, "Nightly export").get_by_role("button", name="End grace period").click()
+    choose(page, "Nightly export", "End grace period")
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
     screenshot(page, "rotation-end-grace-dialog")
@@ -88,10 +90,11 @@ def test_end_grace_period_confirms_then_stops_the_old_value(page, owner, server,
     expect(dialog).to_have_count(0)
     assert api_status(server, issued.secret) == 200  # cancelled: nothing changed
 
-    row(page, "Nightly export").get_by_role("button", name="End grace period").click()
+    choose(page, "Nightly export", "End grace period")
     page.get_by_role("dialog").get_by_role("button", name="Stop the old value now").click()
     the_row = row(page, "Nightly export")
     expect(the_row).not_to_contain_text("old value valid until")
+    the_row.get_by_role("button", name="Actions for Nightly export").click()
     expect(the_row.get_by_role("button", name="End grace period")).to_have_count(0)
     assert api_status(server, issued.secret) == 401
     assert api_status(server, new) == 200
@@ -102,7 +105,7 @@ def test_a_refused_grace_period_reopens_the_dialog_with_the_error(page, owner, s
     """Only a tampered form can send an unknown value; it changes nothing and says why, beside the field."""
     issued = make.token(owner, name="Tampered")
     sign_in(page, owner)
-    row(page, "Tampered").get_by_role("button", name="Regenerate").click()
+    choose(page, "Tampered", "Regenerate")
     dialog = page.get_by_role("dialog")
     choice = dialog.get_by_label("Keep the old value working for")
     choice.evaluate("select => { select.options[1].value = 'forever'; select.selectedIndex = 1; }")

@@ -17,8 +17,9 @@ TOKENS = "/settings/api-tokens"
 HUB = "/hub/api-tokens"
 BAR = re.compile(r'<rect class="chart-bar"[^>]*data-day="([0-9-]+)" data-requests="(\d+)"')
 HIDDEN_ROW = re.compile(r'<tr><th scope="row"><time datetime="([0-9-]+)">[^<]*</time></th><td>(\d+)</td></tr>')
-CELL = re.compile(r'<td class="rights-cell (is-allowed|is-refused)( is-used)?" data-scope="(\w+)" '
-                  r'data-method="(\w+)">(.*?)</td>', re.DOTALL)
+CELL = re.compile(r'<span class="rights-method" data-scope="(\w+)" data-method="(\w+)" data-allowed="(yes|no)"'
+                  r'( data-used="yes")?>')
+REASON = re.compile(r'<p class="rights-reason">([^<]*)</p>')
 
 
 @pytest.fixture
@@ -221,20 +222,20 @@ def test_rights_cells_are_tokens_rights_table_and_mark_what_was_used(client, mak
 
     page = page_of(signed_in(client, owner), issued.id)
 
-    cells = {(scope, method): (verdict == "is-allowed", bool(used), body) for verdict, used, scope, method, body
-             in CELL.findall(page)}
+    cells = {(scope, method): (allowed == "yes", bool(used)) for scope, method, allowed, used in CELL.findall(page)}
     expected = make.run(lambda: rights.rights_table(
         db.session.scalars(select(ApiToken).where(ApiToken.public_id == issued.id)).one()))
     assert len(cells) == len(expected) == 24
     for entry in expected:
-        allowed, _used, body = cells[(entry["scope"], entry["method"])]
-        assert allowed == entry["allowed"]
-        if not allowed:
-            assert entry["reason"] in html.unescape(body)
-    assert {key for key, (_, used, _) in cells.items() if used} == {("documents", "GET"), ("documents", "POST")}
+        assert cells[(entry["scope"], entry["method"])][0] == entry["allowed"]
+    # What it can do comes first; what it cannot is grouped by why, each reason said once.
+    assert page.index("It can<") < page.index("It cannot, and why")
+    reasons = [html.unescape(reason) for reason in REASON.findall(page)]
+    assert sorted(reasons) == sorted({entry["reason"] for entry in expected if not entry["allowed"]})
+    assert {key for key, (_, used) in cells.items() if used} == {("documents", "GET"), ("documents", "POST")}
     clock.advance(days=31)  # older than 30 days: no longer marked
     page = page_of(client, issued.id)
-    assert not [used for _, used, *_ in CELL.findall(page) if used]
+    assert not [used for *_, used in CELL.findall(page) if used]
 
 
 def test_an_inactive_tokens_rights_say_that_requests_are_refused_now(client, make, owner):

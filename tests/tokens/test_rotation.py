@@ -25,7 +25,8 @@ TOKENS = "/settings/api-tokens"
 HUB = "/hub/api-tokens"
 HTMX = {"HX-Request": "true"}
 ALL = ["read", "write", "delete"]
-GRACE_NOTE = re.compile(r"old value valid until\s*<time datetime=\"([^\"]+)\"[^>]*>([^<]+)</time>")
+# "old value valid until <time datetime=ISO title=exact>relative</time>"
+GRACE_NOTE = re.compile(r"old value valid until\s*<time datetime=\"([^\"]+)\" title=\"([^\"]+)\">([^<]+)</time>")
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -277,8 +278,11 @@ def test_regenerate_dialog_offers_the_grace_periods_from_one_table(client, make,
     from shared.tokens.lifecycle import GRACE_PERIODS
 
     signed_in(client, admin)
-    page = html(client.get(TOKENS))
-    dialog = re.search(rf'<dialog[^>]*id="regenerate-{target.id}".*?</dialog>', page, re.DOTALL).group(0)
+    assert f'action="{TOKENS}/{target.id}/regenerate"' in row_html(html(client.get(TOKENS)), target.id)
+    # The row's Regenerate fetches the page's one dialog (htmx); it holds the select.
+    dialog = html(client.get(f"{TOKENS}/{target.id}/regenerate", query_string={"next": TOKENS}, headers=HTMX))
+    assert re.search(r'<dialog[^>]*id="confirm-regenerate"[^>]*data-reopen', dialog)
+    assert f'hx-post="{TOKENS}/{target.id}/regenerate" hx-target="#token-{target.id}"' in dialog
     label = re.search(r'<label for="([^"]+)">Keep the old value working for</label>', dialog)
     assert label, "the select has no label"
     select = re.search(rf'<select id="{label.group(1)}" name="grace_period" form="([^"]+)"', dialog)
@@ -302,7 +306,7 @@ def test_portal_regenerate_with_grace_shows_the_value_once_and_the_grace_end(cli
 
     row = row_html(html(client.get(TOKENS)), target.id)
     note = GRACE_NOTE.search(row)
-    assert note and note.groups() == ("2026-11-24T12:00:00Z", "2026-11-24 12:00 UTC")
+    assert note and note.groups() == ("2026-11-24T12:00:00Z", "2026-11-24 12:00 UTC", "in 1 day")
     assert "End grace period" in button_labels(row)
     assert new not in html(client.get(TOKENS))
 
@@ -360,7 +364,7 @@ def test_portal_htmx_regenerate_and_end_grace_swap_the_row(client, make, admin, 
     response = client.post(f"{TOKENS}/{target.id}/regenerate", data={"grace_period": "24h"},
                            headers={**HTMX, "X-CSRFToken": token})
     fragment = html(response)
-    assert response.status_code == 200 and "<html" not in fragment and fragment.count("<tr") == 2
+    assert response.status_code == 200 and "<html" not in fragment and fragment.count("<tr") == 1
     assert GRACE_NOTE.search(row_html(fragment, target.id))
     new = shown_secret(response)
 
@@ -406,8 +410,9 @@ def test_portal_unknown_grace_period_by_htmx_reopens_the_dialog_with_the_error(c
                            headers={**HTMX, "X-CSRFToken": csrf(client)})
     fragment = html(response)
     assert response.status_code == 422 and "<html" not in fragment
-    assert re.search(rf'<dialog[^>]*id="regenerate-{target.id}"[^>]*data-reopen', fragment)
-    assert f'id="regenerate-{target.id}-grace-error"' in fragment
+    assert response.headers["HX-Retarget"] == "#token-dialog"  # the dialog again, not the row
+    assert re.search(r'<dialog[^>]*id="confirm-regenerate"[^>]*data-reopen', fragment)
+    assert 'id="confirm-regenerate-grace-error"' in fragment
     assert me(client, target.secret).status_code == 200
 
 
@@ -476,7 +481,7 @@ def test_hub_regenerate_with_grace_and_end_grace(client, make, partner_user, clo
     assert me(client, issued.secret).status_code == 200 and me(client, new).status_code == 200
 
     row = row_html(html(client.get(HUB)), issued.id)
-    assert GRACE_NOTE.search(row).group(2) == "2026-11-24 12:00 UTC"
+    assert GRACE_NOTE.search(row).group(2) == "2026-11-24 12:00 UTC"  # exact on hover
     assert "End grace period" in button_labels(row)
     assert f'action="{HUB}/{issued.id}/end-grace"' in row
 

@@ -661,7 +661,8 @@ def test_bulk_revoke_by_rule_revokes_only_what_the_preview_listed(app, make, wor
     preview = html(browser.get(f"{TOKENS}/bulk-revoke", query_string={"created_by": world.editor.user_id}))
     assert "2 tokens would be revoked" in preview and "Revoke 2 tokens" in preview
     late = make.token(world.editor, name="created after the preview")
-    confirm = re.search(r'<form method="post" action="[^"]*bulk-revoke">(.*?)</form>', preview, re.DOTALL).group(1)
+    confirm = re.search(r'<form method="post" action="[^"]*bulk-revoke"[^>]*>(.*?)</form>', preview,
+                        re.DOTALL).group(1)
     fields = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', confirm)
     data: dict[str, list[str]] = {}
     for name, value in fields:
