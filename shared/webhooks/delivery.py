@@ -359,5 +359,5 @@ def _clean_answer(text: str | None, secret: str) -> str | None:
     """What the receiver answered, for the log: printable, and never a secret it echoed back."""
     if text is None:
         return None
-    text = text.replace(secret, notices.REDACTED) if secret else text
+    text = text.replace(secret, REDACTED) if secret else text
     return "".join(ch if ch.isprintable() or ch in "\n\t" else " " for ch in notices.redact_secrets(text))
