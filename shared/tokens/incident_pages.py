@@ -25,7 +25,8 @@ from shared.core.errors import InvalidRequest, PermissionDenied
 from shared.identity.roles import Capability
 from shared.identity.signin import current_actor, refuse_without, ui_url
 from shared.tokens import access, incident
-from shared.tokens.pages import FORM_ERROR_STATUS, list_url, render_page, token_row, wants_fragment
+from shared.tokens.pages import FORM_ERROR_STATUS, list_url, render_page, wants_fragment
+from shared.tokens.rows import token_row
 
 bp = Blueprint("incident", __name__)
 
