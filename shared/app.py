@@ -232,7 +232,9 @@ def _register_error_handlers(app: Flask) -> None:
 
         if request.endpoint == "auth.login":
             return login_form_expired()
-        if not current_user.is_authenticated and not _wants_json():
+        # A page for people who are not signed in (an invitation link) refuses like any form.
+        public = (request.blueprint or "").startswith("invitation")
+        if not current_user.is_authenticated and not _wants_json() and not public:
             return login_manager.unauthorized()
         return _error_page(400, error.description)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from argon2 import PasswordHasher
 
@@ -134,7 +132,7 @@ def window_start(monkeypatch):
     into a minute), so no window ends in the middle of a test."""
     from shared.core import ratelimits
 
-    monkeypatch.setattr(ratelimits, "time", SimpleNamespace(time=lambda: 1_800_000_030.0))
+    monkeypatch.setattr(ratelimits, "window_now", lambda: 1_800_000_030.0)
 
 
 def _sign_in_from(client, address: str, email: str, password: str):

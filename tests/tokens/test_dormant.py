@@ -63,7 +63,7 @@ def deactivate(client, manager, issued) -> None:
 
 @pytest.fixture
 def manager(make, owner):
-    return make.token(owner, name="Manager", scopes=["tokens"], permissions=["read", "write", "delete"],
+    return make.token(owner, name="Manager", scopes=["tokens", "documents"], permissions=["read", "write", "delete"],
                       expires_at=None)
 
 

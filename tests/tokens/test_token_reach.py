@@ -63,8 +63,9 @@ def test_a_restricted_token_cannot_widen_a_token_it_does_not_contain(client, mak
                          ip_allowlist=["10.1.0.0/16"])
     response = call(client, restricted, "PATCH", f"/tokens/{billing.id}",
                     json={"permissions": ["read", "write"]})
-    assert response.status_code == 403
-    assert make.get_token(billing.id).permissions == ["read"]
+    # Refused as the no-escalation rule words it: billing write is not the key's to grant.
+    assert response.status_code == 400 and "billing" in str(response.get_json()["error"]["fields"])
+    assert make.get_token(billing.id).rights == {"billing": ["read"]}
 
 
 def test_a_restricted_token_cannot_end_grace_transfer_or_narrow_a_token_beyond_it(client, make, org, admin,

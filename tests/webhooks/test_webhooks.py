@@ -820,7 +820,7 @@ def test_a_hanging_endpoint_does_not_delay_another_organizations_delivery(app, c
     rename(client, slow_key, slow_key.id, "first")  # the older delivery: claimed first
     rename(client, prompt_key, prompt_key.id, "second")
     with app.app_context():
-        outbox.dispatch_pending()
+        outbox.dispatch_pending(webhook_delivery.add_deliveries)
     made = []
 
     def worker_once():
@@ -881,7 +881,7 @@ def test_deliveries_run_concurrently_but_one_at_a_time_per_endpoint_in_order(app
         for key in keys:
             rename(client, key, key.id, f"change {n}")
     with app.app_context():
-        outbox.dispatch_pending()
+        outbox.dispatch_pending(webhook_delivery.add_deliveries)
         assert webhook_delivery.deliver_due(threads=8) == 9
     for hook in hooks:
         assert len(hook.spans) == 3 and not overlapping(hook.spans)
@@ -904,7 +904,7 @@ def test_a_claim_passing_over_a_busy_endpoint_hides_none_of_its_deliveries(app, 
     for n in range(3):
         rename(client, key, key.id, f"change {n}")
     with app.app_context():
-        outbox.dispatch_pending()
+        outbox.dispatch_pending(webhook_delivery.add_deliveries)
     endpoint = endpoint_row(app, endpoint_id).id
     looking, go_on = threading.Event(), threading.Event()
     real_transaction = webhook_delivery.write_transaction
@@ -952,7 +952,7 @@ def test_two_workers_never_send_two_deliveries_of_one_endpoint_at_once(app, clie
         for key in keys:
             rename(client, key, key.id, f"change {n}")
     with app.app_context():
-        outbox.dispatch_pending()
+        outbox.dispatch_pending(webhook_delivery.add_deliveries)
     made = []
 
     def worker():
@@ -979,7 +979,7 @@ def test_an_endpoint_in_flight_is_skipped_until_its_delivery_is_recorded_or_its_
         rename(client, first_key, first_key.id, f"change {n}")
     rename(client, second_key, second_key.id, "other")
     with app.app_context():
-        outbox.dispatch_pending()
+        outbox.dispatch_pending(webhook_delivery.add_deliveries)
         first_ids = [d.id for d in deliveries(app, first_endpoint)]
         claim = webhook_delivery.claim_next()
         assert claim.delivery_id == first_ids[0]

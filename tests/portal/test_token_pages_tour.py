@@ -10,14 +10,13 @@ import re
 import pytest
 
 from tests.conftest import csrf_from
-from tests.test_portal import (
+from tests.portal.test_portal import (
     HTMX,
     TOKENS,
     create_form,
     csrf,
     html,
     row_html,
-    set_org,
     shown_secret,
     signed_in,
     token_count,
@@ -201,43 +200,6 @@ def test_a_stale_sign_in_form_is_shown_again(client, editor):
 
 
 # --------------------------------------------------------------------------- the create form
-
-
-def test_the_create_form_offers_only_what_the_role_can_grant(client, make, org, editor):
-    set_org(make, org, policy_allowed_scopes=["documents", "projects"])
-    signed_in(client, editor)
-    page = html(client.get(TOKENS + "/new"))
-    delete = re.search(r'<input type="checkbox"[^>]*value="delete"[^>]*>.*?</div>', page, re.DOTALL).group(0)
-    assert " disabled " in delete and "not granted by your role" in delete
-    billing = re.search(r'<input type="checkbox"[^>]*value="billing"[^>]*>.*?</div>', page, re.DOTALL).group(0)
-    assert " disabled " in billing and "not granted by your role" in billing
-    templates = re.search(r'<input type="checkbox"[^>]*value="templates"[^>]*>.*?</div>', page, re.DOTALL).group(0)
-    assert " disabled " in templates and "not allowed by the organization’s policy" in templates
-    write = re.search(r'<input type="checkbox"[^>]*value="write"[^>]*>', page).group(0)
-    assert "disabled" not in write
-    # One type only: nothing to choose, no empty section between two dividers, no canary.
-    assert 'name="type" value="personal"' in page and ">Type</label>" not in page
-    assert not re.search(r'<div class="form-section[^"]*">\s*(<input type="hidden"[^>]*>\s*)*</div>', page)
-    assert "Canary" not in page and 'class="form-section form-grid rights-slot"' in page
-
-
-def test_an_edit_keeps_a_right_the_creator_no_longer_has_uncheckable(client, make, org, owner):
-    from shared.core.extensions import db
-    from shared.models import Membership
-
-    member = make.member(org, "maintainer")
-    issued = make.token(member, name="Cleaner", permissions=["read", "delete"])
-
-    def demote():
-        db.session.get(Membership, member.id).role = "editor"
-        db.session.commit()
-
-    make.run(demote)
-    signed_in(client, owner)
-    page = html(client.get(f"{TOKENS}/{issued.id}/edit"))
-    delete = re.search(r'<input type="checkbox"[^>]*value="delete"[^>]*>', page).group(0)
-    assert "checked" in delete and "disabled" not in delete  # held: it can be taken away
-    assert "not granted by the creator’s role" in page
 
 
 def test_the_canary_is_under_advanced(client, make, owner):
