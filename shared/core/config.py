@@ -83,7 +83,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_AUTH_FAILURE_LIMIT": env.get("KEYWARD_AUTH_FAILURE_LIMIT", "30/minute"),
         "KEYWARD_LOGIN_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_FAILURE_LIMIT", "10/minute"),
         # Failed sign-ins per account, from any number of addresses.
-        "KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT", "20/10 minutes"),
+        "KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT",
+                                                       "20/10 minutes"),
         "KEYWARD_LEAK_REPORT_LIMIT": env.get("KEYWARD_LEAK_REPORT_LIMIT", "30/minute"),
         "KEYWARD_TRUSTED_PROXIES": int(env.get("KEYWARD_TRUSTED_PROXIES", "0")),
         "KEYWARD_QUEUE_URL": env.get("KEYWARD_QUEUE_URL", f"sqlite:///{instance_path / 'queue.db'}"),
