@@ -131,7 +131,8 @@ def build_config(instance_path: Path, env: dict[str, str] | None = None) -> dict
         "KEYWARD_AUTH_FAILURE_LIMIT": env.get("KEYWARD_AUTH_FAILURE_LIMIT", "30/minute"),
         "KEYWARD_LOGIN_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_FAILURE_LIMIT", "10/minute"),
         # Failed sign-ins per account, from any number of addresses.
-        "KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT", "20/10 minutes"),
+        "KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT": env.get("KEYWARD_LOGIN_ACCOUNT_FAILURE_LIMIT",
+                                                       "20/10 minutes"),
         "KEYWARD_LEAK_REPORT_LIMIT": env.get("KEYWARD_LEAK_REPORT_LIMIT", "30/minute"),
         # Trusted publishers: the issuers whose CI identity tokens may be exchanged, every exchange
         # per client address (CI runners share egress addresses, so it is generous) and the

@@ -72,9 +72,9 @@ def authenticate(email: str, password: str) -> Verified | None:
 def save_rehash(verified: Verified) -> None:
     """In the caller's write transaction: store the new hash unless the password changed meanwhile."""
     if verified.new_hash:
-        db.session.execute(update(User).where(User.id == verified.user_id,
-                                              User.password_hash == verified.stored_hash)
-                           .values(password_hash=verified.new_hash).execution_options(synchronize_session=False))
+        db.session.execute(
+            update(User).where(User.id == verified.user_id, User.password_hash == verified.stored_hash)
+            .values(password_hash=verified.new_hash).execution_options(synchronize_session=False))
 
 
 def normalize_email(email: str) -> str:

@@ -612,7 +612,8 @@ def test_invite_member(client, make, owner):
     assert "new@example.test" in html(client.get("/settings/members"))
     assert make.audit("member.invited")[-1].details["role"] == "maintainer"
 
-    again = client.post("/settings/members", data={"csrf_token": token, "email": owner.email, "role": "editor"})
+    again = client.post("/settings/members", data={"csrf_token": token, "email": owner.email,
+                                                    "role": "editor"})
     assert again.status_code == 422 and "Already a member" in html(again)
 
 
