@@ -43,7 +43,8 @@ def _without_ops_hooks(app):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="requests per app per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--multiprocess", action="store_true", help="prometheus_client's multiprocess mode")
@@ -87,8 +88,8 @@ def main() -> None:
         upgrade(directory=str(ROOT / "migrations"))
         org = organizations.create_organization("Bench", "enterprise")
         owner = accounts.add_member(org, "owner@bench.test", "owner", password="bench password 1")
-        data = token_payload.parse_token_payload({"name": "bench", "scopes": ["documents"], "permissions": ["read"]},
-                                                 creating=True)
+        data = token_payload.parse_token_payload(
+            {"name": "bench", "scopes": ["documents"], "permissions": ["read"]}, creating=True)
         _, secret = lifecycle.create_token(Actor(membership=db.session.get(Membership, owner.id)), data)
     for handler in logging.getLogger().handlers[:]:  # the migrations' own logging set-up
         logging.getLogger().removeHandler(handler)
@@ -98,7 +99,8 @@ def main() -> None:
         "without ops hooks": _without_ops_hooks(create_app(config)),
         "metrics off": create_app(config),
         "metrics on": create_app({**config, "KEYWARD_METRICS_TOKEN": token}),
-        "metrics + json log": create_app({**config, "KEYWARD_METRICS_TOKEN": token, "KEYWARD_LOG_FORMAT": "json"}),
+        "metrics + json log": create_app({**config, "KEYWARD_METRICS_TOKEN": token,
+                                          "KEYWARD_LOG_FORMAT": "json"}),
     }
     devnull = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
     logs.install_root_handler(logging.StreamHandler(devnull), "json", logging.WARNING)
@@ -119,8 +121,8 @@ def main() -> None:
             cpu[name].append((time.process_time() - started_cpu) / args.requests * 1e6)
 
     mode = "multiprocess (PROMETHEUS_MULTIPROC_DIR)" if args.multiprocess else "single process"
-    print(f"GET /api/v1/me in-process, {'PostgreSQL' if args.postgres else 'SQLite'}, {args.requests} requests x {args.rounds} rounds per app, "
-          f"prometheus_client {mode}; medians per request")
+    print(f"GET /api/v1/me in-process, {'PostgreSQL' if args.postgres else 'SQLite'}, {args.requests} "
+          f"requests x {args.rounds} rounds per app, prometheus_client {mode}; medians per request")
     print(f"{'app':22} {'wall':>10} {'vs off':>8} {'CPU':>10} {'vs off':>8}")
     base_wall, base_cpu = statistics.median(wall["metrics off"]), statistics.median(cpu["metrics off"])
     for name in clients:

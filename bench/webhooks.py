@@ -12,8 +12,8 @@ For each queue storage, on a fresh SQLite database:
      again; events delivered per second between the first and the last arrival of that burst.
 
 Then isolation (`--cases isolation`): ten organizations with one endpoint each,
-`--isolation-changes` changes at `--rate` per second spread over them in turn, the worker delivering with its default
-concurrency; once with all ten receivers healthy, once with one that never answers (each attempt
+`--isolation-changes` changes at `--rate` per second spread over them in turn, the worker
+delivering with its default concurrency; once with all ten receivers healthy, once with one that never answers (each attempt
 to it hangs until the 5 s timeout). The healthy endpoints' change-to-arrival p99 with a hanging
 one should stay within 20 % of the all-healthy run: a slow receiver delays only itself.
 
@@ -72,8 +72,9 @@ class Receiver:
                     with receiver.lock:
                         receiver.requests += 1
                     # Held until the sender gives up (closes the connection at its timeout).
-                    while not receiver.released.is_set() and not select.select([self.connection], [], [], 0.5)[0]:
-                        pass
+                    while not receiver.released.is_set():
+                        if select.select([self.connection], [], [], 0.5)[0]:
+                            break
                     self.close_connection = True
                     return
                 arrived = time.time()
@@ -196,8 +197,10 @@ def events_of(token_ids: list[int]) -> dict[str, float]:
     from shared.core.extensions import db
     from shared.models import Event
 
-    rows = db.session.execute(db.select(Event.public_id, Event.created_at).where(Event.token_id.in_(token_ids))).all()
-    return {public_id: created.replace(tzinfo=created.tzinfo or UTC).timestamp() for public_id, created in rows}
+    rows = db.session.execute(db.select(Event.public_id, Event.created_at)
+                              .where(Event.token_id.in_(token_ids))).all()
+    return {public_id: created.replace(tzinfo=created.tzinfo or UTC).timestamp()
+            for public_id, created in rows}
 
 
 def run_storage(label: str, queue_url: str, args, workdir: Path) -> dict:
@@ -302,8 +305,10 @@ def attempt_spans(url: str) -> list[tuple[float, float]]:
     from shared.core.extensions import db
     from shared.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
+    db.session.rollback()  # a fresh snapshot: the worker recorded its last attempts as it stopped
     rows = db.session.execute(db.select(WebhookAttempt.attempted_at, WebhookAttempt.latency_ms)
-                              .join(WebhookDelivery).join(WebhookEndpoint).where(WebhookEndpoint.url == url)).all()
+                              .join(WebhookDelivery).join(WebhookEndpoint)
+                              .where(WebhookEndpoint.url == url)).all()
     return [(at.timestamp(), at.timestamp() + latency / 1000) for at, latency in rows]
 
 
@@ -364,11 +369,12 @@ def main() -> None:
                     for hanging in (False, True):
                         say(f"{storage}: isolation, {args.isolation_changes} changes at {args.rate:g}/s over "
                             f"{ISOLATION_ORGS} organizations{', one receiver hanging' if hanging else ''} …")
-                        isolation.append(run_isolation(f"{storage}", url, args, workdir / f"run{run}", hanging))
+                        isolation.append(run_isolation(storage, url, args, workdir / f"run{run}", hanging))
 
     if rows:
         say()
-        say("Webhook delivery, one worker, data on SQLite (events/s: burst drained; delay: change → arrival, paced)")
+        say("Webhook delivery, one worker, data on SQLite "
+            "(events/s: burst drained; delay: change → arrival, paced)")
         say(f"{'queue':8} {'events/s':>9} {'p50 delay':>10} {'p99 delay':>10} {'max':>9}")
         for row in rows:
             say(f"{row['storage']:8} {row['events_per_second']:9.0f} {row['p50_ms']:8.1f}ms "
