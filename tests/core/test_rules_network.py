@@ -93,6 +93,7 @@ def test_address_allowed_reads_mapped_addresses_and_refuses_garbage():
     from shared.core.netaddr import address_allowed
 
     assert address_allowed("::ffff:10.1.2.3", ["10.0.0.0/8"])
+    assert address_allowed("10.200.0.1", ["10.1.2.3/8"])  # an entry written with host bits is its network
     assert address_allowed("2001:db8::5", ["2001:db8::/32"])
     assert not address_allowed("2001:db8::5", ["10.0.0.0/8"])
     assert not address_allowed("not-an-address", ["0.0.0.0/0"])
