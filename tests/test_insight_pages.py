@@ -19,7 +19,7 @@ BAR = re.compile(r'<rect class="chart-bar"[^>]*data-day="([0-9-]+)" data-request
 HIDDEN_ROW = re.compile(r'<tr><th scope="row"><time datetime="([0-9-]+)">[^<]*</time></th><td>(\d+)</td></tr>')
 CELL = re.compile(r'<span class="rights-method" data-scope="(\w+)" data-method="(\w+)" data-allowed="(yes|no)"'
                   r'( data-used="yes")?>')
-REASON = re.compile(r'<p class="rights-reason">([^<]*)</p>')
+REASON = re.compile(r'<span class="rights-reason">([^<]*)</span>')
 
 
 @pytest.fixture

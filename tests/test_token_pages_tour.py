@@ -141,7 +141,7 @@ def test_the_detail_pages_rights_say_what_it_can_first_and_each_reason_once(clie
     signed_in(client, editor)
     page = html(client.get(f"{TOKENS}/{issued.id}"))
     assert page.index("It can<") < page.index("It cannot, and why")
-    reasons = re.findall(r'<p class="rights-reason">([^<]*)</p>', page)
+    reasons = re.findall(r'<span class="rights-reason">([^<]*)</span>', page)
     assert len(reasons) == len(set(reasons)) and len(reasons) <= 7  # grouped: not a cell each (23 refused)
     assert "The token does not have the billing scope" in [r.replace("&#39;", "'") for r in reasons]
 
