@@ -47,7 +47,7 @@ def acme(make):
         "partner": make.member(org, "partner_admin", partner_id=partner_id, email="paula@globex.test"),
     }
     tokens = {
-        "deploys": make.token(people["owner"], name="CI deploys", description="GitHub Actions release pipeline",
+        "deploys": make.token(people["owner"], name="CI deploys", description="GitHub Actions releases",
                               scopes=["documents", "projects"], permissions=["read", "write"]),
         "soon": make.token(people["owner"], name="Analytics export", scopes=["analytics"], expires_in_days=3),
         "local": make.token(people["editor"], name="Local scripts"),
@@ -127,8 +127,8 @@ def test_every_hub_page_and_the_signed_out_pages_have_no_serious_violation(page,
     sign_in(page, acme["people"]["partner"])
     globex = acme["tokens"]["globex"].id
     for what, url in [("hub tokens", "/hub/api-tokens"), ("hub new token", "/hub/api-tokens/new"),
-                      ("hub token detail", f"/hub/api-tokens/{globex}"), ("hub notifications", "/hub/notifications"),
-                      ("hub, a portal page", "/settings/api-tokens")]:
+                      ("hub token detail", f"/hub/api-tokens/{globex}"),
+                      ("hub notifications", "/hub/notifications"), ("hub, a portal page", "/settings/api-tokens")]:
         page.goto(url)
         check(page, what, found)
     page.get_by_role("button", name="Sign out").click()
