@@ -64,7 +64,14 @@ def acme(make):
         db.session.commit()
 
     make.run(history)
-    return {"org": org, "people": people, "tokens": tokens}
+
+    def webhook():
+        from shared.webhooks import endpoints
+
+        owner = Actor(membership=db.session.get(Membership, people["owner"].id))
+        return endpoints.create_endpoint(owner, "https://93.184.216.34/keyward", ["token.created"])[0].public_id
+
+    return {"org": org, "people": people, "tokens": tokens, "webhook": make.run(webhook)}
 
 
 def test_every_portal_page_signed_in_has_no_serious_violation(page, acme, screenshot):
@@ -98,6 +105,9 @@ def test_every_portal_page_signed_in_has_no_serious_violation(page, acme, screen
         ("notifications", "/settings/notifications"), ("members", "/settings/members"),
         ("partners", "/settings/partners"), ("webhooks", "/settings/webhooks"),
         ("organization", "/settings/organization"), ("audit log", "/settings/audit"),
+        ("webhook delivery log", f"/settings/webhooks/{acme['webhook']}"),
+        ("member removal page", f"/settings/members/{acme['people']['editor'].id}/remove"),
+        ("narrow page", f"{base}/{deploys}/narrow"),
         ("not found", "/settings/api-tokens/tok_0000000000000000"),
     ]:
         page.goto(url)
