@@ -310,7 +310,8 @@ def _what_changed(before: organizations.PolicyInput, after: organizations.Policy
     if after.plan != before.plan:
         label = organizations.PLAN_LABELS[after.plan]
         if after.plan == Plan.NONE:
-            said.append(f"The plan is now {label}: {stopped} token{'' if stopped == 1 else 's'} stopped working, "
+            tokens = f"{stopped} token{'' if stopped == 1 else 's'}"
+            said.append(f"The plan is now {label}: {tokens} stopped working, "
                         "and no token can be created or used until you choose a plan.")
         else:
             said.append(f"The plan is now {label}.")

@@ -138,9 +138,7 @@
 
   document.addEventListener("htmx:afterRequest", function (event) {
     var dialog = event.detail.elt.closest && event.detail.elt.closest("dialog");
-    if (dialog && event.detail.successful && dialog.open && !dialog.contains(document.querySelector("[data-reopen]"))) {
-      dialog.close();
-    }
+    if (dialog && event.detail.successful && dialog.open) dialog.close();
   });
 
   document.addEventListener("submit", function (event) {

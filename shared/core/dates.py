@@ -85,7 +85,8 @@ def time_tag(moment: datetime | str | None, never: str = "never") -> Markup:
         moment = parsed
     if moment is None:
         return escape(never)
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso(moment), exact(moment), relative(moment))
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso(moment), exact(moment),
+                                                                     relative(moment))
 
 
 def end_of_day(day: date) -> datetime:

@@ -55,8 +55,8 @@ def return_path() -> str | None:
     """Where a signed-out browser goes back to after signing in: the page it was on.
 
     An htmx request (a row's action) returns to the page that made it (HX-Current-URL), a filter
-    typed or a page turned to that page with its new query; a plain form post returns to the page it came from (its `next` field, else
-    the Referer); a page load to itself. Only a path of this site, never another one.
+    typed or a page turned to that page with its new query; a plain form post to the page it came
+    from (its `next` field, else the Referer); a page load to itself. Only a path of this site.
     """
     if request.headers.get("HX-Request") == "true":
         page = _same_site_path(request.headers.get("HX-Current-URL"))
@@ -86,8 +86,8 @@ def sign_in_first():
     page: to the sign-in page, and back here afterwards. For htmx that is `HX-Redirect`, so the
     whole page goes there instead of the sign-in page being swapped into a fragment."""
     target = url_for("auth.login", next=return_path())
-    flash("Your session has ended. Sign in to continue." if request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-          else "Please sign in to continue.")
+    had_session = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]) is not None
+    flash("Your session has ended. Sign in to continue." if had_session else "Please sign in to continue.")
     if request.headers.get("HX-Request") == "true":
         return "", 401, {"HX-Redirect": target}
     return redirect(target)

@@ -279,7 +279,7 @@ def create():
     actor = current_actor()
     form_key = request.form.get("form_key", "")
     if spent_by(form_key):
-        return _already_done(actor, spent_by(form_key))
+        return _already_done(actor, spent_by(form_key), "created")
     form = TokenForm.from_request(request.form)
     try:
         token, secret = lifecycle.create_token(actor, form.to_create_input(), expiry_field="expiration")
@@ -298,14 +298,14 @@ def _show_once(actor: Actor, token: ApiToken, secret: str, *, regenerated: bool)
     return html, 200, {**NO_STORE, "HX-Push-Url": list_url()}
 
 
-def _already_done(actor: Actor, public_id: str):
+def _already_done(actor: Actor, public_id: str, done: str):
     """The same create or regenerate form posted again (a reload): the list and what happened the first
-    time, never a second token or value."""
+    time (`done`: created or regenerated), never a second token or value."""
     try:
         token = access.get_token_for(actor, public_id)
-    except ServiceError:  # out of reach since; say nothing about it
+    except ServiceError:  # out of reach since (another organization now): name no token
         token = None
-    html = _index_page(actor, filters_from_args({}), already_created=token)
+    html = _index_page(actor, filters_from_args({}), already_done=done, already_token=token)
     return html, 200, {**NO_STORE, "HX-Push-Url": list_url()}
 
 
@@ -418,7 +418,7 @@ def regenerate(token_id: str):
     token = access.get_token_for(actor, token_id)
     form_key = request.form.get("form_key", "")
     if spent_by(form_key):
-        return _already_done(actor, spent_by(form_key))
+        return _already_done(actor, spent_by(form_key), "regenerated")
     grace_period = grace_period_from(request.form)
     try:
         token, secret = lifecycle.regenerate_token(actor, token, grace_period)

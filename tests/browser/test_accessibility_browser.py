@@ -47,7 +47,7 @@ def acme(make):
         "partner": make.member(org, "partner_admin", partner_id=partner_id, email="paula@globex.test"),
     }
     tokens = {
-        "deploys": make.token(people["owner"], name="CI deploys", description="GitHub Actions release pipeline",
+        "deploys": make.token(people["owner"], name="CI deploys", description="GitHub Actions releases",
                               scopes=["documents", "projects"], permissions=["read", "write"]),
         "soon": make.token(people["owner"], name="Analytics export", scopes=["analytics"], expires_in_days=3),
         "local": make.token(people["editor"], name="Local scripts"),
@@ -64,7 +64,14 @@ def acme(make):
         db.session.commit()
 
     make.run(history)
-    return {"org": org, "people": people, "tokens": tokens}
+
+    def webhook():
+        from shared.webhooks import endpoints
+
+        owner = Actor(membership=db.session.get(Membership, people["owner"].id))
+        return endpoints.create_endpoint(owner, "https://93.184.216.34/keyward", ["token.created"])[0].public_id
+
+    return {"org": org, "people": people, "tokens": tokens, "webhook": make.run(webhook)}
 
 
 def test_every_portal_page_signed_in_has_no_serious_violation(page, acme, screenshot):
@@ -98,6 +105,9 @@ def test_every_portal_page_signed_in_has_no_serious_violation(page, acme, screen
         ("notifications", "/settings/notifications"), ("members", "/settings/members"),
         ("partners", "/settings/partners"), ("webhooks", "/settings/webhooks"),
         ("organization", "/settings/organization"), ("audit log", "/settings/audit"),
+        ("webhook delivery log", f"/settings/webhooks/{acme['webhook']}"),
+        ("member removal page", f"/settings/members/{acme['people']['editor'].id}/remove"),
+        ("narrow page", f"{base}/{deploys}/narrow"),
         ("not found", "/settings/api-tokens/tok_0000000000000000"),
     ]:
         page.goto(url)
@@ -127,8 +137,8 @@ def test_every_hub_page_and_the_signed_out_pages_have_no_serious_violation(page,
     sign_in(page, acme["people"]["partner"])
     globex = acme["tokens"]["globex"].id
     for what, url in [("hub tokens", "/hub/api-tokens"), ("hub new token", "/hub/api-tokens/new"),
-                      ("hub token detail", f"/hub/api-tokens/{globex}"), ("hub notifications", "/hub/notifications"),
-                      ("hub, a portal page", "/settings/api-tokens")]:
+                      ("hub token detail", f"/hub/api-tokens/{globex}"),
+                      ("hub notifications", "/hub/notifications"), ("hub, a portal page", "/settings/api-tokens")]:
         page.goto(url)
         check(page, what, found)
     page.get_by_role("button", name="Sign out").click()

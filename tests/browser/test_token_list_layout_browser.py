@@ -22,8 +22,9 @@ OVERFLOW = """() => {
   const found = [];
   const page = document.scrollingElement;
   if (page.scrollWidth > page.clientWidth) found.push(`page: ${page.scrollWidth} > ${page.clientWidth}`);
-  const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-    (typeof el.className === 'string' && el.className ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+  const classes = el => typeof el.className === 'string' && el.className
+    ? '.' + el.className.trim().split(/\\s+/).join('.') : '';
+  const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + classes(el);
   for (const el of document.querySelectorAll('body *')) {
     const style = getComputedStyle(el);
     if (['auto', 'scroll'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
@@ -36,7 +37,9 @@ OVERFLOW = """() => {
     if (!box.width || getComputedStyle(el).visibility === 'hidden') continue;
     const card = el.closest('.table-card, .secret-panel, .card');
     const room = card ? Math.min(card.getBoundingClientRect().right, main.right) : main.right;
-    if (box.right > room + 1) found.push(`${name(el)} sticks out: ${Math.round(box.right)} > ${Math.round(room)}`);
+    if (box.right > room + 1) {
+      found.push(`${name(el)} sticks out: ${Math.round(box.right)} > ${Math.round(room)}`);
+    }
   }
   return found;
 }"""
@@ -110,7 +113,8 @@ def test_the_list_fits_without_sideways_scrolling(browser, server, make, screens
         screenshot(page, f"token-list-{size['width']}", full_page=True)
         if size is PHONE:
             # Stacked cards: a row is a block of its own, not a line of a table.
-            displays = page.locator("tr.token-row").evaluate_all("rows => rows.map(r => getComputedStyle(r).display)")
+            displays = page.locator("tr.token-row").evaluate_all(
+                "rows => rows.map(r => getComputedStyle(r).display)")
             assert displays and all(display != "table-row" for display in displays)
         page.reload()  # the list alone, the value gone
         assert _overflow(page) == []

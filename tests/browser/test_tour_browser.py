@@ -104,7 +104,8 @@ def test_the_detail_page_offers_the_same_actions(sized, acme, make, server, scre
     assert api_status(server, issued.secret) == 401
 
 
-def test_a_session_that_ended_sends_the_filter_and_a_revoke_to_sign_in_and_back(sized, acme, make, screenshot):
+def test_a_session_that_ended_sends_the_filter_and_a_revoke_to_sign_in_and_back(sized, acme, make,
+                                                                                 screenshot):
     page, width = sized
     make.token(acme["owner"], name="CI deploys")
     make.token(acme["owner"], name="Legacy importer")

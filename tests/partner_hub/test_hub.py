@@ -147,8 +147,9 @@ def test_partner_user_signs_in_to_the_hub(client, world):
     assert "Partner hub · Globex" in nav
     assert "Members" not in nav and "Partners" not in nav and "Audit log" not in nav
     assert "<h1>API tokens</h1>" in page
-    assert re.search(rf'<a class="btn btn-primary" role="button" href="{HUB}/new">\s*<svg[^>]*>.*?</svg>\s*Generate token</a>',
-                     page, re.S)  # a link to the form (no stray "?"), named as the button people look for
+    # A link to the form (no stray "?"), named as the button people look for.
+    assert re.search(rf'<a class="btn btn-primary" role="button" href="{HUB}/new">\s*<svg[^>]*>.*?</svg>'
+                     r'\s*Generate token</a>', page, re.S)
     assert client.get("/hub/").headers["Location"] == HUB
     assert client.get("/").headers["Location"] == HUB
 

@@ -340,7 +340,8 @@ def test_regenerate_by_htmx_swaps_the_row_and_adds_the_secret_once(client, make,
     # The value goes in the panel above the list (out of band), never in a table row.
     row, panel = fragment.split("</tr>")
     assert "data-token-value" not in row
-    assert re.search(r'<div id="value-panel" aria-live="polite" hx-swap-oob="true">\s*<section class="secret-panel"', panel)
+    assert re.search(r'<div id="value-panel" aria-live="polite" hx-swap-oob="true">\s*'
+                     r'<section class="secret-panel"', panel)
     assert 'hx-history="false"' in panel
     assert me_status(client, shown_secret(response)) == 200
 

@@ -17,9 +17,9 @@ TOKENS = "/settings/api-tokens"
 HUB = "/hub/api-tokens"
 BAR = re.compile(r'<rect class="chart-bar"[^>]*data-day="([0-9-]+)" data-requests="(\d+)"')
 HIDDEN_ROW = re.compile(r'<tr><th scope="row"><time datetime="([0-9-]+)">[^<]*</time></th><td>(\d+)</td></tr>')
-CELL = re.compile(r'<span class="rights-method" data-scope="(\w+)" data-method="(\w+)" data-allowed="(yes|no)"'
-                  r'( data-used="yes")?>')
-REASON = re.compile(r'<p class="rights-reason">([^<]*)</p>')
+CELL = re.compile(r'<span class="rights-method" data-scope="(\w+)" data-method="(\w+)" '
+                  r'data-allowed="(yes|no)"( data-used="yes")?>')
+REASON = re.compile(r'<span class="rights-reason">([^<]*)</span>')
 
 
 @pytest.fixture
@@ -222,7 +222,8 @@ def test_rights_cells_are_tokens_rights_table_and_mark_what_was_used(client, mak
 
     page = page_of(signed_in(client, owner), issued.id)
 
-    cells = {(scope, method): (allowed == "yes", bool(used)) for scope, method, allowed, used in CELL.findall(page)}
+    cells = {(scope, method): (allowed == "yes", bool(used))
+             for scope, method, allowed, used in CELL.findall(page)}
     expected = make.run(lambda: rights.rights_table(
         db.session.scalars(select(ApiToken).where(ApiToken.public_id == issued.id)).one()))
     assert len(cells) == len(expected) == 24

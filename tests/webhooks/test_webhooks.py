@@ -1147,3 +1147,67 @@ def test_200_changes_with_the_worker_killed_midway_all_arrive_correctly_signed(a
     order = [b["id"] for b in hook.bodies()]
     assert len(order) >= 200  # at least once; a delivery cut by the kill may come twice
 
+
+
+# --------------------------------------------------------------------------- test events and what was sent and answered
+
+
+def test_send_test_event_delivers_a_signed_ping_to_that_endpoint_only(app, client, make, receiver, clock):
+    owner = signed_in(client, make)
+    _, key = owner_key(make, owner.org)
+    hook, other = receiver(secret=None), receiver()
+    created = add_endpoint(client, key, hook.url)
+    hook_id, secret = created["webhook"]["id"], created["secret"]
+    add_endpoint(client, key, other.url)
+    page = client.get("/settings/webhooks").get_data(as_text=True)
+    assert ">Send test event<" in page and page.count(">Add endpoint</button>") == 1  # and "New endpoint" opens it
+
+    response = client.post(f"/settings/webhooks/{hook_id}/test", data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 302 and response.headers["Location"] == f"/settings/webhooks/{hook_id}"
+    run_worker(app)
+    [(headers, body, _)] = hook.requests
+    assert verify_keyward_signature(secret, headers["Keyward-Signature"], body, now=clock.now().timestamp())
+    sent = json.loads(body)
+    assert sent["type"] == "ping" and sent["data"] == {"webhook": {"id": hook_id, "url": hook.url}}
+    assert other.requests == []  # nobody else hears a test
+    assert [e.action for e in make.audit("webhook.tested")] == ["webhook.tested"]
+
+
+def test_the_log_shows_each_attempts_request_body_and_the_answers_first_kilobyte(app, client, make, receiver,
+                                                                                  clock):
+    owner = signed_in(client, make)
+    _, key = owner_key(make, owner.org)
+    hook = receiver(500, reply=b'{"error": "not today"}' + b"x" * 2000)
+    hook_id = add_endpoint(client, key, hook.url)["webhook"]["id"]
+    client.post(f"/api/v1/tokens/{key.id}/deactivate", headers=key.headers)
+    run_worker(app)
+    [delivery] = deliveries(app, hook_id)
+    [attempt] = attempts_of(app, delivery.id)
+    assert attempt.status_code == 500 and len(attempt.response_excerpt) == 1024
+    assert attempt.response_excerpt.startswith('{"error": "not today"}')
+
+    log = client.get(f"/settings/webhooks/{hook_id}").get_data(as_text=True)
+    body = re.search(r'<summary>Request body</summary>\s*<pre class="log-body">(.*?)</pre>', log, re.DOTALL).group(1)
+    assert json.loads(html_unescape(body)) == json.loads(hook.requests[0][1])
+    answer = re.search(r'<summary>Response \(first kilobyte\)</summary>\s*<pre class="log-body">(.*?)</pre>', log,
+                       re.DOTALL).group(1)
+    assert html_unescape(answer) == attempt.response_excerpt and "HTTP 500" in log
+
+
+def test_a_disabled_endpoint_gets_no_test_event(app, client, make, receiver):
+    owner = signed_in(client, make)
+    _, key = owner_key(make, owner.org)
+    hook = receiver()
+    hook_id = add_endpoint(client, key, hook.url)["webhook"]["id"]
+    csrf = csrf_from(client.get("/settings/webhooks").get_data(as_text=True))
+    client.post(f"/settings/webhooks/{hook_id}/disable", data={"csrf_token": csrf})
+    response = client.post(f"/settings/webhooks/{hook_id}/test", data={"csrf_token": csrf}, follow_redirects=True)
+    assert "Enable the endpoint before sending a test event" in response.get_data(as_text=True)
+    run_worker(app)
+    assert hook.requests == [] and deliveries(app, hook_id) == []
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)
