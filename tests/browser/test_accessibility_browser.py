@@ -74,7 +74,7 @@ def acme(make):
     return {"org": org, "people": people, "tokens": tokens, "webhook": make.run(webhook)}
 
 
-def test_every_portal_page_signed_in_has_no_serious_violation(page, acme, screenshot):
+def test_every_portal_page_signed_in_has_no_serious_violation(page, acme):
     found: dict[str, list[str]] = {}
     owner, tokens = acme["people"]["owner"], acme["tokens"]
     sign_in(page, owner)
@@ -152,13 +152,18 @@ def test_every_hub_page_and_the_signed_out_pages_have_no_serious_violation(page,
     assert found == {}
 
 
-def test_the_list_at_a_phones_width_has_no_serious_violation(browser, server, acme):
-    context = browser.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_list_and_its_dialog_at_each_width_have_no_serious_violation(browser, server, acme, screenshot, width):
+    context = browser.new_context(base_url=server.url, viewport={"width": width, "height": 844})
     try:
         page = context.new_page()
         sign_in(page, acme["people"]["owner"])
         found: dict[str, list[str]] = {}
-        check(page, "tokens at 390 px", found)
+        check(page, f"tokens at {width} px", found)
+        choose(page, "CI deploys", "Regenerate")
+        expect(page.get_by_role("dialog")).to_be_visible()
+        check(page, f"regenerate dialog at {width} px", found)
+        screenshot(page, f"a11y-regenerate-dialog-{width}")
         assert found == {}
     finally:
         context.close()

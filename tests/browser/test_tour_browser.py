@@ -29,11 +29,12 @@ def sized(request, browser, server):
     context.close()
 
 
-@pytest.fixture
-def no_js(browser, server):
-    context = browser.new_context(base_url=server.url, viewport=SIZES["1280"], java_script_enabled=False)
+@pytest.fixture(params=list(SIZES))
+def no_js(request, browser, server):
+    """A page without JavaScript at each width: (page, "1280" or "390")."""
+    context = browser.new_context(base_url=server.url, viewport=SIZES[request.param], java_script_enabled=False)
     context.set_default_timeout(10_000)
-    yield context.new_page()
+    yield context.new_page(), request.param
     context.close()
 
 
@@ -173,7 +174,8 @@ def test_revoking_more_than_ten_at_once_asks_to_type_the_number(sized, acme, mak
     assert all(api_status(server, token.secret) == 401 for token in issued[:2])
 
 
-def test_focus_after_create_and_after_revoke(page, acme, make):
+def test_focus_after_create_and_after_revoke(sized, acme, make, screenshot):
+    page, width = sized
     make.token(acme["owner"], name="Legacy importer")
     sign_in(page, acme["owner"])
     page.get_by_role("button", name="Generate token").click()
@@ -181,19 +183,22 @@ def test_focus_after_create_and_after_revoke(page, acme, make):
     page.get_by_label("Name", exact=True).press("Enter")
     expect(page.locator("[data-token-value]")).to_be_visible()
     assert focused_inside(page, ".secret-panel")  # not <body>
+    screenshot(page, f"tour-focus-after-create-{width}")
 
     choose(page, "Legacy importer", "Revoke")
     page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
     notice = page.get_by_role("row", name=re.compile("“Legacy importer” stopped working"))
     expect(notice).to_be_focused()
     assert page.evaluate("document.activeElement !== document.body")
+    notice.scroll_into_view_if_needed()
+    screenshot(page, f"tour-focus-after-revoke-{width}")
 
 
 def test_without_javascript_a_reload_after_create_makes_no_second_token(no_js, acme, make, screenshot):
     from shared.core.extensions import db
     from shared.models import ApiToken
 
-    page = no_js
+    page, width = no_js
     page.goto("/login")
     page.get_by_label("Email").fill(acme["owner"].email)
     page.get_by_label("Password").fill(acme["owner"].password)
@@ -209,7 +214,7 @@ def test_without_javascript_a_reload_after_create_makes_no_second_token(no_js, a
     expect(page.get_by_text("“Nightly backup” was already created by this form.")).to_be_visible()
     expect(page.locator("[data-token-value]")).to_have_count(0)
     assert value not in page.content()
-    screenshot(page, "tour-no-js-reload-1280")
+    screenshot(page, f"tour-no-js-reload-{width}")
     count = make.run(lambda: db.session.query(ApiToken).filter_by(name="Nightly backup").count())
     assert count == 1
 
