@@ -107,7 +107,7 @@ def test_detail_page_charts_the_real_requests(page, make, server, screenshot):
     expect(documents).to_contain_text("GET Used")
     expect(documents).to_contain_text("POST Used")
     cannot = rights.get_by_role("region", name="It cannot, and why", exact=True)
-    refusal = cannot.get_by_role("listitem").filter(has_text="does not have the delete permission")
+    refusal = cannot.get_by_role("listitem").filter(has_text="does not have the delete permission on documents")
     expect(refusal).to_have_count(1)  # each reason once
     expect(refusal).to_contain_text("documents DELETE")
     history = page.get_by_role("region", name="History")

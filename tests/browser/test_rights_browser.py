@@ -83,10 +83,14 @@ def test_the_grid_makes_a_token_that_writes_documents_and_only_reads_projects(pa
     expect(row).to_contain_text("documents read · write")
     expect(row).to_contain_text("projects read")
     row.get_by_role("link", name="Docs sync").click()
-    rights_table = page.locator("table.rights-table")
-    expect(rights_table.locator('[data-scope="projects"][data-method="POST"]')).to_contain_text(
-        "The token does not have the write permission on projects")
-    expect(rights_table.locator('[data-scope="documents"][data-method="POST"]')).to_contain_text("Allowed")
+    rights = page.get_by_role("region", name="Effective rights")
+    can = rights.get_by_role("region", name="It can", exact=True).get_by_role("listitem")
+    expect(can.filter(has_text="documents")).to_contain_text("POST")
+    expect(can.filter(has_text="projects")).to_contain_text("GET")
+    expect(can.filter(has_text="projects")).not_to_contain_text("POST")
+    refused = rights.get_by_role("region", name="It cannot, and why", exact=True).get_by_role("listitem")
+    expect(refused.filter(has_text="The token does not have the write permission on projects")
+           ).to_contain_text("projects POST")
     screenshot(page, "rights-detail")
 
 
@@ -106,7 +110,9 @@ def test_the_grid_works_without_javascript(browser, server, editor):
 def test_editing_in_place_changes_the_pairs(page, editor, make, server):
     issued = make.token(editor, name="Reports", rights={"documents": ["read"]})
     sign_in(page, editor)
-    page.get_by_role("row").filter(has_text="Reports").get_by_role("button", name="Edit").click()
+    reports = page.get_by_role("row").filter(has_text="Reports")
+    reports.get_by_role("button", name="Actions for Reports").click()
+    reports.get_by_role("button", name="Edit", exact=True).click()
     form = page.locator("tr.edit-row")
     grid = form.get_by_role("group", name="Rights")
     expect(grid.get_by_label("documents read", exact=True)).to_be_checked()

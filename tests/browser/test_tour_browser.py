@@ -10,6 +10,7 @@ import re
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.test_portal_browser import api_status, choose, row, sign_in
 
@@ -46,7 +47,14 @@ def acme(make):
 
 
 def focused_inside(page: Page, selector: str) -> bool:
-    return page.evaluate(f"document.activeElement.closest({selector!r}) !== null")
+    """Whether focus lands inside `selector` within a second: the script moves it once htmx has
+    settled the swap, a few milliseconds after the new content is visible."""
+    try:
+        page.wait_for_function(f"document.activeElement && document.activeElement.closest({selector!r}) !== null",
+                               timeout=1_000)
+    except PlaywrightTimeoutError:
+        return False
+    return True
 
 
 def test_regenerate_from_the_menu_shows_the_value_above_the_list_and_focuses_it(sized, acme, make, server,

@@ -90,9 +90,10 @@ def test_owner_adds_a_publisher_whose_token_is_marked_and_revoked_with_it(page, 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="API Tokens").click()
     token_row = page.locator(f"#token-{exchanged['token']['id']}")
     expect(token_row.get_by_text("Trusted publisher: Deploy from main")).to_be_visible()
-    expect(token_row.get_by_role("button", name="Regenerate")).to_have_count(0)
-    expect(token_row.get_by_role("button", name="Edit")).to_have_count(0)
-    expect(token_row.get_by_role("button", name="Revoke")).to_be_visible()
+    token_row.get_by_role("button", name="Actions for Deploy from main").click()
+    expect(token_row.get_by_role("button", name="Revoke", exact=True)).to_be_visible()
+    expect(token_row.get_by_role("button", name="Regenerate", exact=True)).to_have_count(0)
+    expect(token_row.get_by_role("button", name="Edit", exact=True)).to_have_count(0)
     screenshot(page, "trusted-publisher-token-row")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Trusted publishers").click()
