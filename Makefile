@@ -62,10 +62,14 @@ test-fast: install-test
 
 # Branch coverage of the whole suite, then the gates: the modules that decide access fully covered,
 # the total at least 95 %. The figures print either way; tools/coverage_gate.py alone re-reads them.
-COVERAGE_ARGS = --cov=shared --cov=api --cov=portal --cov=partner_hub --cov-branch
+# CI measures two passes and gates on both together: `make coverage GATE=no` on SQLite, then
+# `make coverage COVERAGE_APPEND=yes` on PostgreSQL + Redis (code only those reach counts too).
+COVERAGE_ARGS = --cov=shared --cov=api --cov=portal --cov=partner_hub --cov-branch \
+                $(if $(filter yes,$(COVERAGE_APPEND)),--cov-append)
+GATE ?= yes
 coverage: install-test browser
 	$(BIN)/python -m pytest $(COVERAGE_ARGS) --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
-	$(BIN)/python tools/coverage_gate.py
+	$(if $(filter yes,$(GATE)),$(BIN)/python tools/coverage_gate.py,@echo "coverage gate: not checked (GATE=$(GATE))")
 
 # Mutation testing (mutmut, [tool.mutmut] in pyproject.toml) of the modules that decide access: slow,
 # on demand, never in CI. `make mutate MUTANTS='shared.tokens.format*'` runs some; results: mutmut results.

@@ -7,6 +7,7 @@ import logging
 from functools import wraps
 from pathlib import Path
 
+import redis
 from flask import Flask, g, jsonify, make_response, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
@@ -29,6 +30,7 @@ from shared.tokens.log_masking import install_secret_masking
 from shared.worker import queue as task_queue
 
 API_PREFIX = "/api/"
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5  # a database or Redis that went away: retry shortly
 log = logging.getLogger("keyward")
 
 
@@ -261,13 +263,29 @@ def _register_error_handlers(app: Flask) -> None:
         response.headers["Connection"] = "close"
         return response
 
+    def unavailable():
+        if _wants_json():
+            response = error_response(503, "unavailable", "The service is temporarily unavailable; retry shortly")
+        else:
+            response = make_response(_error_page(503, "Keyward is temporarily unavailable."))
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+        return response
+
     @app.errorhandler(OperationalError)
     def database_unavailable(error: OperationalError):
         db.session.rollback()
         log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else "error")
-        if _wants_json():
-            return error_response(503, "unavailable", "The service is temporarily unavailable; retry shortly")
-        return _error_page(503, "Keyward is temporarily unavailable.")
+        return unavailable()
+
+    # Redis holds the rate-limit windows (and then the usage tallies): without it no request can be
+    # checked against its limit, so requests are refused as unavailable, never let through unlimited
+    # and uncounted (docs/decisions.md, "Redis unavailable").
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def redis_unavailable(error: redis.exceptions.RedisError):
+        db.session.rollback()
+        log.warning("redis unavailable: %s", type(error).__name__)
+        return unavailable()
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):

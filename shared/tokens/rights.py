@@ -149,9 +149,6 @@ def escalation_refusal(held: frozenset[Pair], pair: Pair) -> Refusal | None:
     return Refusal(f"The calling token does not hold the {permission} permission on {scope}", False)
 
 
-def wider_than(held: frozenset[Pair], rights: Mapping[str, Iterable[str]]) -> bool:
-    """Does `rights` grant anything beyond `held`?"""
-    return not known_pairs(rights) <= held
 
 
 # --------------------------------------------------------------------------- the decision

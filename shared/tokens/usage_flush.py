@@ -37,7 +37,7 @@ from functools import lru_cache
 
 from flask import Flask
 
-from shared.core import clock, ratelimits
+from shared.core import clock, metrics, ratelimits
 from shared.core.extensions import db
 from shared.core.netaddr import network_of
 from shared.tokens import usage_batches, usage_redis
@@ -184,7 +184,9 @@ class UsageAccounting:
             log.warning("usage batch %s #%d (%d requests) not applied (%s: %s); kept for the next flush",
                         batch.source, batch.number, batch.tally.requests, type(error).__name__,
                         _reason(error))
+            metrics.USAGE_FLUSH_FAILURES.inc()
             return False
+        metrics.observe_usage_flush(len(batch.tally.tokens), _lag_seconds(batch.tally))
         if applied.alerts and self.on_alerts is not None:
             self.on_alerts()
         return True
@@ -210,6 +212,12 @@ class UsageAccounting:
             log.error("usage: %d counted requests of this process could not be written before it stopped",
                       lost)
         return lost == 0
+
+
+def _lag_seconds(tally: Tally) -> float:
+    """How long the batch's oldest request waited to be written (every request names its network)."""
+    oldest = min((use.first_at for use in tally.networks.values()), default=None)
+    return max(0.0, (clock.now() - oldest).total_seconds()) if oldest is not None else 0.0
 
 
 def _reason(error: Exception) -> str:

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.core import logs
 from shared.core.config import ConfigError, build_config
-from tests.conftest import ROOT, Factory, bearer, free_port
+from tests.conftest import ROOT, Factory, bearer, csrf_from, free_port
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -335,6 +335,43 @@ def test_token_operations_are_counted_once_committed(app_with):
             value(before, "keyward_token_operations_total", operation=operation) == count, operation
 
 
+def test_usage_flushes_are_measured_by_size_and_lag_and_failures_counted(app_with, clock, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from shared.tokens import usage_batches, usage_flush
+
+    app = app_with(KEYWARD_METRICS_TOKEN=METRICS_TOKEN)
+    make = Factory(app)
+    owner, key = owner_key(make)
+    other = make.token(owner)
+    client = app.test_client()
+    make.flush_usage()  # whatever making them counted
+    before = scrape(client)
+    assert client.get("/api/v1/me", headers=key.headers).status_code == 200
+    clock.advance(seconds=2)
+    for _ in range(3):
+        assert client.get("/api/v1/me", headers=other.headers).status_code == 200
+    clock.advance(seconds=3)
+
+    def database_down(connection, tally):
+        raise OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
+
+    real_apply = usage_batches._apply
+    monkeypatch.setattr(usage_batches, "_apply", database_down)
+    assert usage_flush.flush_now(app) is False
+    monkeypatch.setattr(usage_batches, "_apply", real_apply)
+    make.flush_usage()  # the batch kept from the failed flush: 2 tokens, its oldest request 5 s old
+    after = scrape(client)
+
+    def delta(name):
+        return value(after, name) - value(before, name)
+
+    assert delta("keyward_usage_flush_failures_total") == 1
+    assert delta("keyward_usage_flush_batch_size_count") == 1
+    assert delta("keyward_usage_flush_batch_size_sum") == 2
+    assert delta("keyward_usage_flush_lag_seconds_sum") == 5.0
+
+
 def test_the_backlog_is_read_at_scrape_time(app_with):
     app = app_with(KEYWARD_METRICS_TOKEN=METRICS_TOKEN)
     owner_key(Factory(app))  # its token.created event waits: no worker has run
@@ -447,6 +484,29 @@ def test_readyz_reports_the_queue_and_rate_limit_redis_and_503_when_it_stops(app
     assert response.get_json() == {"status": "unavailable", "checks": {
         "database": "ok", "queue": "unavailable", "rate_limits": "unavailable"}}
     assert client.get("/healthz").status_code == 200  # liveness: the database still answers
+
+
+def test_without_the_rate_limit_redis_requests_are_refused_as_unavailable_never_a_500(app_with, own_redis,
+                                                                                       caplog):
+    port, redis_process = own_redis
+    app = app_with(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
+    make = Factory(app)
+    issued = make.token(make.api_member(make.org(), "editor"))
+    client = app.test_client()
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    redis_process.kill()
+    redis_process.wait(10)
+
+    response = client.get("/api/v1/me", headers=issued.headers)
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "5"
+    # Signing in is throttled through the same Redis: the page says so instead of failing.
+    form = {"email": "someone@example.test", "password": "wrong password",
+            "csrf_token": csrf_from(client.get("/login").get_data(as_text=True))}
+    page = client.post("/login", data=form)
+    assert page.status_code == 503 and "temporarily unavailable" in page.get_data(as_text=True)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no unhandled error logged
 
 
 # --------------------------------------------------------------------------- configuration

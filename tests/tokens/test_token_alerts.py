@@ -99,6 +99,35 @@ def test_a_canary_is_answered_exactly_as_an_unknown_token(app, make):
         assert _comparable(tripped) == _comparable(unknown_answer)
 
 
+def test_a_canary_takes_as_long_to_answer_as_an_unknown_token(app, make):
+    """The trip is recorded by the usage flusher, off the request path: the request itself writes
+    nothing, so its time cannot tell a canary from a value nobody issued."""
+    import statistics
+    import time
+
+    from shared.tokens.format import _checksum
+    from tests.tokens.test_usage_batching import statements, writes
+
+    canary = _make_canary(make, make.api_member(make.org(), "owner"))
+    unknown = "kw_" + "cd" * 28 + _checksum("cd" * 28)
+    client = app.test_client()
+    timings: dict[str, list[float]] = {"canary": [], "unknown": []}
+    with statements() as sent:
+        for n in range(41):  # interleaved, each from its own network (the failure throttle stays out)
+            for kind, secret in (("canary", canary.secret), ("unknown", unknown)):
+                began = time.perf_counter()
+                answer = client.get("/api/v1/me", headers=bearer(secret),
+                                    environ_base=_from(f"10.{n}.{1 if kind == 'canary' else 2}.1"))
+                timings[kind].append(time.perf_counter() - began)
+                assert answer.status_code == 401
+    assert writes(sent) == []
+    canary_median, unknown_median = (statistics.median(timings[kind]) for kind in ("canary", "unknown"))
+    # The same work: within half again plus half a millisecond (a recorded trip cost ~6x before).
+    assert canary_median <= 1.5 * unknown_median + 0.0005, (canary_median, unknown_median)
+    make.flush_usage()
+    assert make.get_token(canary.id).canary_trips == 41
+
+
 def test_a_canary_use_is_counted_audited_and_notified_and_never_counted_as_usage(client, make):
     from shared.models import AuditEvent, Event, Notification
 
