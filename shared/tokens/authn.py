@@ -151,9 +151,9 @@ class _Lookup:
     booleans), and its exception types, so an unreachable database still answers 503.
 
     The engine is the autocommit one on PostgreSQL (no BEGIN/COMMIT round trips) without a ping on
-    checkout: a connection the server dropped fails the query, is thrown away, and the query runs
-    once more on a fresh one (a read, safe to repeat), so a database restart costs no request and a
-    request no ping. On SQLite the driver runs in autocommit mode: the SELECT is its own transaction.
+    checkout: a connection the server dropped fails the query, the pool is emptied (after a restart
+    every pooled connection is as dead) and the query runs once more on a fresh one (a read, safe to
+    repeat), so a database restart costs no request and a request no ping. On SQLite the driver runs in autocommit mode: the SELECT is its own transaction.
     """
 
     def __init__(self, engine: Engine):
@@ -169,33 +169,43 @@ class _Lookup:
 
     def find(self, token_hash: str) -> AuthenticatedToken | None:
         params = {"token_hash": token_hash}
-        for attempt in (1, 2):
-            connection = cursor = None
-            try:
-                connection = self.engine.raw_connection()  # the driver's own error when it cannot connect
-                cursor = connection.cursor()
-                cursor.execute(self.sql, params)
-                row = cursor.fetchone()
-                cursor.close()
-            except self.error as error:
-                dropped = connection is not None and self.engine.dialect.is_disconnect(
-                    error, connection.dbapi_connection, cursor)
-                if connection is not None:
-                    if dropped:
-                        connection.invalidate()
-                    connection.close()
-                if dropped and attempt == 1:
-                    continue
-                raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
-                                          connection_invalidated=dropped) from error
-            connection.close()
-            break
+        try:
+            row = self._fetch(params)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            # The server closed a pooled connection (a restart, an idle timeout): the pool's other
+            # connections are as stale, so it starts afresh and the read (safe to repeat) runs again.
+            self.engine.dispose()
+            row = self._fetch(params)
         if row is None:
             return None
         values = list(row)
         for index, convert in self.converters:
             values[index] = convert(values[index])
         return AuthenticatedToken.from_row(values)
+
+    def _fetch(self, params: dict[str, str]) -> Sequence[Any] | None:
+        """One run of the statement; a driver error comes out as SQLAlchemy's (503 for the API),
+        marked `connection_invalidated` when the connection was found dropped."""
+        connection = cursor = None
+        try:
+            connection = self.engine.raw_connection()  # the driver's own error when it cannot connect
+            cursor = connection.cursor()
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+        except self.error as error:
+            dropped = connection is not None and self.engine.dialect.is_disconnect(
+                error, connection.dbapi_connection, cursor)
+            if dropped:
+                connection.invalidate()
+            if connection is not None:
+                connection.close()
+            raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
+                                      connection_invalidated=dropped) from error
+        cursor.close()
+        connection.close()
+        return row
 
 
 def _lookup() -> _Lookup:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import event
 
@@ -348,6 +350,24 @@ def test_a_lookup_connection_the_server_dropped_costs_no_request(client, app, ma
         with db.engine.connect() as other:
             assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
     assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+
+
+@pytest.mark.parametrize("database", ["unreachable", "without tables"])
+def test_a_lookup_that_cannot_read_the_database_answers_503_not_500(app_with, tmp_path, caplog, database):
+    """A driver error that is no dropped connection (none to open; a statement that fails) is not
+    retried: the request is answered 503 at once. Its own SQLite database, whichever the pass."""
+    if database == "unreachable":
+        url = f"sqlite:///{tmp_path / 'no such folder' / 'keyward.db'}"  # sqlite3 cannot open it
+    else:
+        url = f"sqlite:///{tmp_path / 'empty.db'}"  # no migrations ran: no api_tokens table
+    from shared.tokens.format import _checksum
+
+    client = app_with(SQLALCHEMY_DATABASE_URI=url).test_client()
+    well_formed = "kw_" + "ab" * 28 + _checksum("ab" * 28)  # reaches the lookup
+    response = client.get("/api/v1/me", headers=bearer(well_formed))
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert error_code(response) == "unavailable"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_healthz(client):
