@@ -8,7 +8,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_portal_browser import choose, sign_in
+from tests.browser.helpers import choose, sign_in
 
 pytestmark = pytest.mark.browser
 

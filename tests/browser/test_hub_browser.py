@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_portal_browser import api_status, choose, row
+from tests.browser.helpers import api_status, choose, row, sign_in_exact_heading
 from tests.conftest import settled
 
 pytestmark = pytest.mark.browser
@@ -65,21 +65,13 @@ def document_titles(server, secret: str) -> set[str]:
         return {item["title"] for item in json.load(response)["items"]}
 
 
-def sign_in(page: Page, member) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(member.email)
-    page.get_by_label("Password").fill(member.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="API tokens", exact=True)).to_be_visible()
-
-
 def sign_out(page: Page) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("Email")).to_be_visible()
 
 
 def test_partner_signs_in_to_the_hub_generates_uses_and_revokes_a_token(page, people, server, screenshot):
-    sign_in(page, people.paula)
+    sign_in_exact_heading(page, people.paula)
     expect(page).to_have_url(re.compile(r"/hub/api-tokens$"))
     navigation = page.get_by_role("navigation", name="Main")
     expect(navigation).to_contain_text("Partner hub · Globex")
@@ -138,7 +130,7 @@ def test_partner_signs_in_to_the_hub_generates_uses_and_revokes_a_token(page, pe
 
 def test_regenerate_in_the_hub(page, people, server, make):
     issued = make.token(people.paula, name="Importer")
-    sign_in(page, people.paula)
+    sign_in_exact_heading(page, people.paula)
     choose(page, "Importer", "Regenerate")
     page.get_by_role("dialog").get_by_role("button", name="Regenerate token").click()
     value = page.locator("[data-token-value]").inner_text().strip()
@@ -153,7 +145,7 @@ def test_a_partner_sees_only_their_own_tokens_and_the_portal_admin_sees_theirs(p
     make.token(people.ian, name="Initech sync")
     paula = make.token(people.paula, name="Paula's sync")
 
-    sign_in(page, people.paula)
+    sign_in_exact_heading(page, people.paula)
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(row(page, "Paula's sync")).to_be_visible()
     for hidden in ("Owner deploys", "Pat's reader", "Initech sync"):
@@ -166,7 +158,7 @@ def test_a_partner_sees_only_their_own_tokens_and_the_portal_admin_sees_theirs(p
     page.goto("/hub/api-tokens")
     sign_out(page)
 
-    sign_in(page, people.owner)
+    sign_in_exact_heading(page, people.owner)
     expect(row(page, "Paula's sync")).to_contain_text("Partner: Globex")
     expect(row(page, "Initech sync")).to_contain_text("Partner: Initech")
     expect(row(page, "Owner deploys")).not_to_contain_text("Partner:")
@@ -180,7 +172,7 @@ def test_a_partner_sees_only_their_own_tokens_and_the_portal_admin_sees_theirs(p
 
 def test_owner_adds_a_partner_invites_its_user_and_removing_the_partner_stops_the_token(browser, page, people,
                                                                                         server, screenshot):
-    sign_in(page, people.owner)
+    sign_in_exact_heading(page, people.owner)
     page.get_by_role("link", name="Partners").click()
     expect(page.get_by_role("heading", name="Partners", exact=True)).to_be_visible()
     page.get_by_text("Add partner", exact=True).click()
@@ -237,7 +229,7 @@ def test_owner_adds_a_partner_invites_its_user_and_removing_the_partner_stops_th
 
 def test_removing_a_partner_user_on_the_partners_page_stops_their_token(page, people, server, make):
     issued = make.token(people.pat, name="Pat's reader")
-    sign_in(page, people.owner)
+    sign_in_exact_heading(page, people.owner)
     page.get_by_role("link", name="Partners").click()
     globex = page.get_by_role("region", name="Globex")
     pat_row = globex.get_by_role("row").filter(has_text="pat@globex.test")

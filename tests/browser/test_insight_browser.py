@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_portal_browser import row, sign_in
+from tests.browser.helpers import row, sign_in
 from tests.conftest import settled
 
 pytestmark = pytest.mark.browser

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_hub_browser import sign_in
+from tests.browser.helpers import sign_in_exact_heading
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +29,7 @@ def test_a_leak_report_shows_up_as_a_notification(page, make, server, screenshot
     leaked = make.token(owner, name="Deploy bot", type="organization")
     make.token(owner, name="Laptop")
 
-    sign_in(page, owner)
+    sign_in_exact_heading(page, owner)
     navigation = page.get_by_role("navigation", name="Main")
     expect(navigation.get_by_role("link", name="Notifications", exact=True)).to_be_visible()
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import Page, expect
+
+from tests.browser.helpers import api_status, choose, row, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -66,34 +66,6 @@ def staff(make):
     _set(make, analytics.id, usage_count=96, last_used_at=now - timedelta(days=5))
     make.token(editor, name="Local scripts", scopes=["documents", "templates"], permissions=["read", "write"])
     return Staff(owner=owner, viewer=viewer, editor=editor)
-
-
-def sign_in(page: Page, member) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(member.email)
-    page.get_by_label("Password").fill(member.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
-
-
-def api_status(server, secret: str) -> int:
-    request = urllib.request.Request(server.url + "/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def row(page: Page, name: str):
-    return page.get_by_role("row").filter(has_text=name)
-
-
-def choose(page: Page, name: str, action: str) -> None:
-    """Open the row's menu `Actions for <name>` and choose `action` in it."""
-    the_row = row(page, name)
-    the_row.get_by_role("button", name=f"Actions for {name}").click()
-    the_row.get_by_role("button", name=action, exact=True).click()
 
 
 def mark_page(page: Page) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_portal_browser import api_status, choose, row, sign_in
+from tests.browser.helpers import api_status, choose, row, sign_in, watch_csp
 
 pytestmark = pytest.mark.browser
 
@@ -18,13 +18,6 @@ pytestmark = pytest.mark.browser
 def owner(make):
     org = make.org("business", name="Acme")
     return make.member(org, "owner", email="olivia@acme.test")
-
-
-def watch_csp(page: Page) -> list[str]:
-    refused: list[str] = []
-    page.on("console", lambda message: refused.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    return refused
 
 
 def regenerate_with(page: Page, name: str, grace_label: str, screenshot=None) -> str:

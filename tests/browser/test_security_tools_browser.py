@@ -10,8 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from shared.models import ApiToken
-from tests.browser.test_portal_browser import api_status, row, sign_in
-from tests.browser.test_rotation_browser import watch_csp
+from tests.browser.helpers import api_status, row, sign_in, watch_csp
 from tests.conftest import settled
 
 pytestmark = pytest.mark.browser

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_portal_browser import sign_in
+from tests.browser.helpers import sign_in
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.browser.test_portal_browser import api_status, choose, row, sign_in
+from tests.browser.helpers import api_status, choose, row, sign_in
 
 pytestmark = pytest.mark.browser
 

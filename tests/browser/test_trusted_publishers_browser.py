@@ -16,8 +16,8 @@ import jwt
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_hub_browser import sign_in
-from tests.publishers.conftest import LocalIssuer, new_rsa_key
+from tests.browser.helpers import sign_in_exact_heading
+from tests.publishers.issuer import LocalIssuer, new_rsa_key
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +58,7 @@ def test_owner_adds_a_publisher_whose_token_is_marked_and_revoked_with_it(page, 
                                                                           screenshot):
     org = make.org("business", name="Acme")
     owner = make.member(org, "owner", email="owen@acme.test")
-    sign_in(page, owner)
+    sign_in_exact_heading(page, owner)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Trusted publishers").click()
     expect(page.get_by_role("heading", name="Trusted publishers", exact=True)).to_be_visible()

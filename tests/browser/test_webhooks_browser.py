@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_hub_browser import sign_in
+from tests.browser.helpers import sign_in_exact_heading
 
 pytestmark = pytest.mark.browser
 
@@ -19,7 +19,7 @@ def test_owner_adds_an_endpoint_and_copies_its_secret_once(page, make, screensho
     refused: list[str] = []
     page.on("console", lambda message: refused.append(message.text)
             if "Content Security Policy" in message.text else None)
-    sign_in(page, owner)
+    sign_in_exact_heading(page, owner)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Webhooks").click()
     expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.core import ratelimits
-from tests.api.test_data_api_rules import ENDPOINTS, call
+from tests.api.helpers import ENDPOINTS, call
 from tests.conftest import TEST_REDIS_URL, Factory, bearer, login, settled
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")

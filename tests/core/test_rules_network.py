@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from shared.core.extensions import db
 from shared.webhooks import ssrf
 from tests.conftest import Factory, csrf_from, login
-from tests.webhooks.test_webhooks import (
+from tests.mail import SmtpServer
+from tests.webhooks.helpers import (
     add_endpoint,
     attempts_of,
     deliveries,
@@ -22,7 +23,6 @@ from tests.webhooks.test_webhooks import (
     owner_key,
     run_worker,
 )
-from tests.worker.test_worker import SmtpServer
 
 PEER = "10.0.0.1"  # the proxy (or client) that connects to Keyward
 

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from shared.core.extensions import db
 from shared.webhooks import ssrf
 from tests.conftest import Factory
-from tests.webhooks.test_webhooks import add_endpoint, attempts_of, deliveries, fake_dns, owner_key, run_worker
-from tests.worker.test_worker import SmtpServer
+from tests.mail import SmtpServer
+from tests.webhooks.helpers import add_endpoint, attempts_of, deliveries, fake_dns, owner_key, run_worker
 
 HOST = "hooks.example.test"
 

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import Factory, csrf_from, login
+from tests.mail import SmtpServer
 
 MEMBERS = "/settings/members"
 PARTNERS = "/settings/partners"
@@ -387,8 +388,6 @@ def test_every_invitation_change_needs_the_csrf_token(app, make, acme, owner):
 
 @pytest.fixture
 def smtp():
-    from tests.worker.test_worker import SmtpServer
-
     server = SmtpServer()
     server.start()
     yield server

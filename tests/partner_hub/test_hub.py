@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import Member, bearer, csrf_from, login
-from tests.portal.test_portal import button_labels, html, row_html, shown_secret
+from tests.pages import button_labels, html, row_html, shown_secret
 
 HUB = "/hub/api-tokens"
 PORTAL_TOKENS = "/settings/api-tokens"

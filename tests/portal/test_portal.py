@@ -10,12 +10,22 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tests.conftest import bearer, csrf_from, login
+from tests.pages import (
+    HTMX,
+    TOKENS,
+    button_labels,
+    create_form,
+    csrf,
+    html,
+    row_html,
+    shown_secret,
+    signed_in,
+    token_count,
+)
 
-TOKENS = "/settings/api-tokens"
-HTMX = {"HX-Request": "true"}
 SECRET = re.compile(r"kw_[0-9a-f]{64}")
 
 
@@ -37,39 +47,8 @@ def editor(make, org):
     return make.member(org, "editor")
 
 
-def signed_in(client, member):
-    response = login(client, member)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
-def csrf(client, url: str = TOKENS) -> str:
-    return csrf_from(client.get(url).get_data(as_text=True))
-
-
-def create_form(**fields) -> dict:
-    """What pressing Enter in the Name field sends: the form's defaults plus `fields`."""
-    data = {"name": "Deploy bot", "description": "", "type": "personal", "rights": ["documents read"],
-            "expiration": "365", "expiration_date": "", "ip_allowlist": ""}
-    data.update(fields)
-    return data
-
-
 def post_create(client, **fields):
     return client.post(TOKENS, data={**create_form(**fields), "csrf_token": csrf(client, TOKENS + "/new")})
-
-
-def shown_secret(response) -> str:
-    match = re.search(r"data-token-value>(kw_[0-9a-f]{64})<", response.get_data(as_text=True))
-    assert match, "no secret shown"
-    return match.group(1)
-
-
-def token_count(make) -> int:
-    from shared.core.extensions import db
-    from shared.models import ApiToken
-
-    return make.run(lambda: db.session.scalar(select(func.count()).select_from(ApiToken)))
 
 
 def set_org(make, org, **values) -> None:
@@ -83,21 +62,6 @@ def set_org(make, org, **values) -> None:
         db.session.commit()
 
     make.run(apply)
-
-
-def html(response) -> str:
-    return response.get_data(as_text=True)
-
-
-def row_html(page: str, public_id: str) -> str:
-    match = re.search(rf'<tr id="token-{public_id}".*?</tr>', page, re.S)
-    assert match, f"no row for {public_id}"
-    return match.group(0)
-
-
-def button_labels(fragment: str) -> set[str]:
-    return {re.sub(r"<[^>]+>|\s+", " ", label).strip()
-            for label in re.findall(r"<button[^>]*>(.*?)</button>", fragment, re.S)}
 
 
 def me_status(client, secret: str) -> int:

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tests.conftest import csrf_from
-from tests.portal.test_portal import (
+from tests.pages import (
     HTMX,
     TOKENS,
     create_form,

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from shared.models import Event, OidcUsedJti
 from shared.publishers import service
 from tests.conftest import bearer
-from tests.publishers.conftest import DISCOVERY_PATH, PublisherHelper, new_rsa_key
-from tests.publishers.test_oidc_verify import b64
+from tests.publishers.issuer import DISCOVERY_PATH, PublisherHelper, b64, new_rsa_key
 
 
 def refused(response, reason: str) -> dict:

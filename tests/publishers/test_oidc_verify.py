@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -24,7 +23,7 @@ from shared.publishers.oidc import (
     trusted_issuers,
     verify_oidc_token,
 )
-from tests.publishers.conftest import JWKS_PATH, new_ec_key, new_rsa_key, public_jwk
+from tests.publishers.issuer import JWKS_PATH, b64, new_ec_key, new_rsa_key, public_jwk
 
 
 @pytest.fixture
@@ -42,10 +41,6 @@ def refusal(verify, token: str, **options) -> OidcRefused:
     with pytest.raises(OidcRefused) as caught:
         verify(token, **options)
     return caught.value
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 # --------------------------------------------------------------------------- accepted tokens

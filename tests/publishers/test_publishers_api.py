@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shared.core.oidc_issuers import GITHUB_ACTIONS_ISSUER, GITLAB_ISSUER
+from tests.publishers.issuer import PublisherHelper
 
 
 def fields_of(response) -> dict:
@@ -175,8 +176,6 @@ def test_policy_restricting_scopes_applies_at_registration(publishers, make):
 
 
 def test_plan_none_cannot_register(client, make, oidc_issuer):
-    from tests.publishers.conftest import PublisherHelper
-
     helper = PublisherHelper(client, make, oidc_issuer)
 
     def no_plan():

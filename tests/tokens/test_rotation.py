@@ -19,7 +19,7 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import bearer, csrf_from
-from tests.portal.test_portal import button_labels, csrf, html, row_html, shown_secret, signed_in
+from tests.pages import button_labels, csrf, html, row_html, shown_secret, signed_in
 
 TOKENS = "/settings/api-tokens"
 HUB = "/hub/api-tokens"

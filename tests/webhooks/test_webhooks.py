@@ -30,16 +30,21 @@ from shared.models import (
     AuditEvent,
     Event,
     Notification,
-    WebhookAttempt,
     WebhookDelivery,
-    WebhookEndpoint,
 )
 from shared.webhooks import delivery as webhook_delivery
 from shared.webhooks import endpoints, signing, ssrf
 from tests.conftest import ROOT, TEST_DATABASE_URL, Factory, csrf_from, login
-
-ALL_SCOPES = ["documents", "projects", "templates", "analytics", "billing", "tokens"]
-ALL_PERMISSIONS = ["read", "write", "delete"]
+from tests.webhooks.helpers import (
+    ALL_PERMISSIONS,
+    add_endpoint,
+    attempts_of,
+    deliveries,
+    endpoint_row,
+    fake_dns,
+    owner_key,
+    run_worker,
+)
 
 
 def _doc_verifier():
@@ -149,47 +154,6 @@ def app_config(app_config):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def owner_key(make, org=None, role="owner"):
-    """A member and their all-powerful token; its token.created event is dispatched at once, so
-    tests see only the events they cause (an endpoint never gets events from before it existed)."""
-    org = org or make.org("business")
-    member = make.api_member(org, role)
-    key = make.token(member, scopes=ALL_SCOPES, permissions=ALL_PERMISSIONS, expires_at=None)
-    run_worker(make.app)
-    return member, key
-
-
-def add_endpoint(client, key, url, event_types=None):
-    body = {"url": url} if event_types is None else {"url": url, "event_types": event_types}
-    response = client.post("/api/v1/webhooks", json=body, headers=key.headers)
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def run_worker(app) -> None:
-    """`flask --app wsgi worker --once`: every queued job and one sweep."""
-    result = app.test_cli_runner().invoke(args=["worker", "--once"])
-    assert result.exit_code == 0, result.output
-
-
-def deliveries(app, endpoint_id: str) -> list[WebhookDelivery]:
-    with app.app_context():
-        return list(db.session.scalars(
-            select(WebhookDelivery).join(WebhookEndpoint).where(WebhookEndpoint.public_id == endpoint_id)
-            .order_by(WebhookDelivery.id)))
-
-
-def attempts_of(app, delivery_id: int) -> list[WebhookAttempt]:
-    with app.app_context():
-        return list(db.session.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)
-                                       .order_by(WebhookAttempt.id)))
-
-
-def endpoint_row(app, endpoint_id: str) -> WebhookEndpoint:
-    with app.app_context():
-        return db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.public_id == endpoint_id)).one()
 
 
 def rename(client, key, token_id: str, name: str) -> None:
@@ -535,19 +499,6 @@ def test_delivery_connects_to_the_checked_address_with_the_url_host_name(app, cl
     run_worker(app)
     [(headers, _, _)] = hook.requests
     assert headers["Host"] == f"hooks.example.com:{port}"
-
-
-def fake_dns(answers: dict[str, list[str]]):
-    """getaddrinfo answering `answers` for those names, as the real one for anything else."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
-                 (a, port) if ":" not in a else (a, port, 0, 0)) for a in answers[host]]
-
-    return getaddrinfo
 
 
 @pytest.mark.parametrize(("url", "message"), [

@@ -3,7 +3,6 @@ reminders exactly once, and notification emails to a real SMTP server (aiosmtpd)
 
 from __future__ import annotations
 
-import email
 import logging
 import os
 import signal
@@ -12,9 +11,8 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from email import policy
 from pathlib import Path
 
 import pytest
@@ -22,40 +20,9 @@ from sqlalchemy import select, update
 
 from shared.webhooks import delivery as webhook_delivery
 from tests.conftest import ROOT, TEST_REDIS_URL, Member, free_port
+from tests.mail import SmtpServer
 
 # --------------------------------------------------------------------------- a real SMTP server
-
-
-@dataclass
-class SmtpServer:
-    """aiosmtpd on a free loopback port; `messages` are the parsed emails it received."""
-
-    port: int = field(default_factory=free_port)
-    envelopes: list = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-    @property
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(e.original_content, policy=policy.default) for e in self.envelopes]
-
-    def raw(self) -> str:
-        return "\n".join(e.original_content.decode("utf-8", "replace") for e in self.envelopes)
 
 
 @pytest.fixture
