@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.conftest import bearer
+from tests.statements import statements, writes
 
 
 def _rows(make, model, **where) -> list:
@@ -106,7 +107,6 @@ def test_a_canary_takes_as_long_to_answer_as_an_unknown_token(app, make):
     import time
 
     from shared.tokens.format import _checksum
-    from tests.tokens.test_usage_batching import statements, writes
 
     canary = _make_canary(make, make.api_member(make.org(), "owner"))
     unknown = "kw_" + "cd" * 28 + _checksum("cd" * 28)

@@ -19,42 +19,22 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
 from glob import glob
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import TEST_REDIS_URL, Factory, bearer, csrf_from, settled
+from tests.statements import statements, writes
 
 needs_redis = pytest.mark.skipif(not TEST_REDIS_URL,
                                  reason="needs TEST_REDIS_URL (the suite runs again with Redis)")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def statements():
-    """Every SQL statement any engine of this process sends while inside the block."""
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(" ".join(statement.split()))
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
-
-
-def writes(sent: list[str]) -> list[str]:
-    return [s for s in sent if s.split(" ", 1)[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
 
 
 def counts(factory: Factory, public_id: str) -> tuple[int, dict[str, int], dict[str, int]]:
