@@ -28,15 +28,15 @@ sys.path.insert(0, str(ROOT))
 
 # (module, function or Class.method, phase): the request path of GET /api/v1/me (api/auth.py token_required).
 PROBES = [
-    ("shared.tokens", "extract_credentials", "read the header"),
-    ("shared.token_auth", "is_well_formed", "format and checksum"),
-    ("shared.token_auth", "hash_secret", "HMAC-SHA256 of the secret"),
-    ("shared.token_auth", "find_token", "lookup (one query)"),
-    ("shared.token_auth", "authenticate", "other authentication checks"),
-    ("shared.ratelimits", "refuse_if_failing", "rate limits (failures + per token)"),
-    ("shared.ratelimits", "hit_token", "rate limits (failures + per token)"),
-    ("shared.usage_flush", "UsageAccounting.count_request", "usage tally (no database write)"),
-    ("shared.tokens", "token_summary", "response body (summary + JSON)"),
+    ("api.auth", "extract_credentials", "read the header"),
+    ("shared.tokens.authn", "is_well_formed", "format and checksum"),
+    ("shared.tokens.authn", "hash_secret", "HMAC-SHA256 of the secret"),
+    ("shared.tokens.authn", "find_token", "lookup (one query)"),
+    ("shared.tokens.authn", "authenticate", "other authentication checks"),
+    ("shared.core.ratelimits", "refuse_if_failing", "rate limits (failures + per token)"),
+    ("shared.core.ratelimits", "hit_token", "rate limits (failures + per token)"),
+    ("shared.tokens.usage_flush", "UsageAccounting.count_request", "usage tally (no database write)"),
+    ("shared.tokens.summary", "token_summary", "response body (summary + JSON)"),
     ("api.views", "jsonify", "response body (summary + JSON)"),
 ]
 # Calls nested in another probe: their time is taken out of the enclosing phase.
