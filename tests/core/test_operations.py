@@ -537,3 +537,32 @@ def test_operations_settings_default_to_off(tmp_path):
 def test_the_worker_refuses_a_metrics_address_it_cannot_serve(app_with, settings, message):
     result = app_with(**settings).test_cli_runner().invoke(args=["worker"])
     assert result.exit_code == 1 and message in result.output
+
+
+def test_the_worker_serves_its_metrics_on_its_own_address_behind_the_bearer_token(app_with):
+    from shared.monitoring.scrape import serve_worker_metrics
+
+    port = free_port()
+    app = app_with(KEYWARD_METRICS_TOKEN=METRICS_TOKEN, KEYWARD_WORKER_METRICS_BIND=f"127.0.0.1:{port}")
+    owner_key(Factory(app))  # its token.created event waits in the outbox
+    server = serve_worker_metrics(app)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers or {}),
+                                            timeout=5) as response:
+                    return response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                return error.code, error.read().decode()
+
+        assert get("/elsewhere", SCRAPE)[0] == 404
+        status, body = get("/metrics", {"Authorization": "Bearer wrong-token-0123456789"})
+        assert status == 401 and "keyward_" not in body
+        status, body = get("/metrics", SCRAPE)
+        assert status == 200
+        assert value(body, "keyward_outbox_pending_events") >= 1
+    finally:
+        server.shutdown()
+        server.server_close()
