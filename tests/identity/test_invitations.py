@@ -436,3 +436,143 @@ def test_cli_invite_prints_a_working_link(app, runner, make, acme):
     assert (membership.partner_id, membership.role) == (globex, "partner_member")
     bad = runner.invoke(args=["users", "invite", "x@example.test", "--org", acme.slug, "--role", "emperor"])
     assert bad.exit_code != 0 and "Unknown role" in bad.output
+
+
+# --------------------------------------------------------------------------- accepting: what is refused
+
+
+def pending_emails(make) -> list[str]:
+    from shared.models import Invitation
+
+    return [i.email for i in make.rows(Invitation) if i.accepted_at is None and i.revoked_at is None]
+
+
+@pytest.mark.parametrize(("name", "password", "field", "message"), [
+    ("", "a long enough password", "name", "Enter your name (1–100 characters)"),
+    ("   ", "a long enough password", "name", "Enter your name (1–100 characters)"),
+    ("N" * 101, "a long enough password", "name", "Enter your name (1–100 characters)"),
+    ("Nia\x07Newton", "a long enough password", "name", "Your name cannot contain control characters"),
+    ("Nia Newton", "p" * 1025, "password", "At most 1024 characters"),
+])
+def test_the_accept_form_shows_what_is_wrong_and_joins_nobody(app, make, acme, owner, name, password, field,
+                                                              message):
+    from shared.models import User
+
+    admin = app.test_client()
+    login(admin, owner)
+    link = link_in(invite(admin, "nia@example.test"))
+    refused = accept_new(app.test_client(), link, name, password)
+    assert refused.status_code == 422
+    assert f'id="invite-{field}-error">{message}</p>' in html(refused)
+    assert not make.rows(User, email="nia@example.test")
+    assert pending_emails(make) == ["nia@example.test"]
+    assert accept_new(app.test_client(), link, "Nia Newton", "p" * 1024).status_code == 302  # the limits
+
+
+@pytest.mark.parametrize("secret", ["abc", "0" * 63, "0" * 65, "0" * 10_000])
+def test_a_malformed_link_gets_the_same_page_as_a_used_one(app, secret):
+    browser = app.test_client()
+    page = browser.get(f"/invite/{secret}")
+    assert page.status_code == 404 and "does not work" in html(page)
+    posted = browser.post(f"/invite/{secret}", data={"csrf_token": csrf(browser, "/login"), "name": "X",
+                                                    "password": "a long enough password"})
+    assert posted.status_code == 404 and "does not work" in html(posted)
+
+
+def test_accepting_as_a_member_already_changes_nothing(app, make, acme, owner, runner):
+    """The operator added the invited account from the command line while the invitation waited."""
+    from shared.models import Invitation
+
+    bob = make.member(make.org(name="Elsewhere"), "editor", email="bob@example.test")
+    admin = app.test_client()
+    login(admin, owner)
+    link = link_in(invite(admin, bob.email, "maintainer"))
+    added = runner.invoke(args=["users", "create", bob.email, "--org", acme.slug, "--role", "viewer"])
+    assert added.exit_code == 0, added.output
+
+    browser = app.test_client()
+    login(browser, bob)
+    refused = accept_signed_in(browser, link)
+    assert refused.status_code == 422 and "You are already a member of Acme" in html(refused)
+    in_acme = [m for m in memberships_of(make, bob.email) if m.organization_id == acme.id]
+    assert [m.role for m in in_acme] == ["viewer"]
+    [invitation] = make.rows(Invitation)
+    assert invitation.accepted_at is None and not make.audit("invitation.accepted")
+
+
+def while_the_password_is_hashed(monkeypatch, action):
+    """Run `action` (other requests) in the window a new person's acceptance leaves open on purpose:
+    argon2 hashes their password outside any transaction, after the invitation was read."""
+    from shared.identity import accounts
+
+    original, waiting = accounts.hash_password, [action]
+
+    def hash_then_race(password: str) -> str:
+        hashed = original(password)
+        while waiting:
+            waiting.pop()()
+        return hashed
+
+    monkeypatch.setattr(accounts, "hash_password", hash_then_race)
+
+
+@pytest.mark.parametrize("ending", ["revoked", "expired"])
+def test_an_invitation_ending_while_a_new_person_accepts_it_joins_nobody(app, make, acme, owner, monkeypatch,
+                                                                          clock, ending):
+    from shared.models import Invitation, User
+
+    admin = app.test_client()
+    login(admin, owner)
+    link = link_in(invite(admin, "slow@example.test"))
+    [invitation] = make.rows(Invitation)
+    clock.advance(days=7, seconds=-1)
+    newcomer = app.test_client()
+    page = newcomer.get(path_of(link))
+
+    def end_it():
+        if ending == "expired":
+            clock.advance(seconds=1)
+        else:
+            assert admin.post(f"{MEMBERS}/invitations/{invitation.id}/revoke",
+                              data={"csrf_token": csrf(admin)}).status_code == 302
+
+    while_the_password_is_hashed(monkeypatch, end_it)
+    late = newcomer.post(path_of(link), data={"csrf_token": csrf_from(html(page)), "name": "Slow",
+                                              "password": "a long enough password"})
+    assert late.status_code == 404 and "does not work" in html(late)
+    assert not make.rows(User, email="slow@example.test")
+    assert not make.audit("invitation.accepted")
+    assert newcomer.get("/settings/api-tokens").status_code == 302  # not signed in as anybody
+
+
+def test_two_invitations_accepted_at_once_make_one_account(app, make, acme, owner, monkeypatch):
+    """Acme and Globex both invite a newcomer, who submits both links at the same moment: the second
+    to finish finds the account the first created, and asks to sign in as it instead."""
+    from shared.models import Invitation, User
+
+    globex = make.org(name="Globex")
+    acme_admin, globex_admin = app.test_client(), app.test_client()
+    login(acme_admin, owner)
+    login(globex_admin, make.member(globex, "owner"))
+    acme_link = link_in(invite(acme_admin, "twin@example.test", "maintainer"))
+    globex_link = link_in(invite(globex_admin, "twin@example.test", "viewer"))
+    tab = app.test_client()
+    page = tab.get(path_of(acme_link))
+
+    def the_other_tab():
+        assert accept_new(app.test_client(), globex_link, "Twin", "the globex password").status_code == 302
+
+    while_the_password_is_hashed(monkeypatch, the_other_tab)
+    second = tab.post(path_of(acme_link), data={"csrf_token": csrf_from(html(page)), "name": "Twin",
+                                                "password": "the acme password"})
+    assert second.status_code == 422
+    assert "twin@example.test has a Keyward account: sign in as it to accept" in html(second)
+    [user] = make.rows(User, email="twin@example.test")
+    assert [m.organization_id for m in memberships_of(make, user.email)] == [globex.id]
+    [acme_invitation] = make.rows(Invitation, organization_id=acme.id)
+    assert acme_invitation.accepted_at is None and acme_invitation.revoked_at is None
+    assert login(app.test_client(), user.email, "the acme password").status_code == 401
+    # Signed in as the new account, the Acme link still works for it.
+    login(tab, user.email, "the globex password")
+    assert accept_signed_in(tab, acme_link).status_code == 302
+    assert sorted(m.organization_id for m in memberships_of(make, user.email)) == sorted([acme.id, globex.id])

@@ -182,3 +182,88 @@ def test_the_address_throttle_says_when_to_retry(app_with, window_start):
         assert failed.status_code == 401
     refused = _sign_in_from(client, "198.51.100.1", member.email, member.password)
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize(("email", "password"), [("", "a long enough password"), ("someone@example.test", ""),
+                                                 ("a" * 250 + "@x.test", "a long enough password")])
+def test_an_incomplete_sign_in_form_is_shown_again_with_400(client, make, email, password):
+    make.member(make.org(), "editor", email="someone@example.test")
+    page = client.get("/login")
+    response = client.post("/login", data={"email": email, "password": password,
+                                           "csrf_token": csrf_from(page.get_data(as_text=True))})
+    assert response.status_code == 400
+    assert '<p class="field-error">' in response.get_data(as_text=True)
+    assert "Incorrect email or password" not in response.get_data(as_text=True)
+    assert "/login" in client.get("/").headers["Location"]  # not signed in
+
+
+def test_signing_out_when_signed_out_just_says_so(client):
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert "You are signed out." in client.get("/login").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("referrer", "returns_to"), [
+    (None, None),
+    ("https://evil.example/settings/members?tab=1", None),
+    ("http://localhost/settings/members?tab=1", "/settings/members?tab=1"),
+])
+def test_a_signed_out_form_post_returns_only_to_a_page_of_this_site(client, referrer, returns_to):
+    """A form posted after the session ended goes to sign-in, and afterwards back to the page it came
+    from (its Referer) when that page is on this site; another site's address is never kept."""
+    from urllib.parse import parse_qs, urlsplit
+
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    headers = {"Referer": referrer} if referrer else {}
+    response = client.post("/settings/members", data={"csrf_token": token, "email": "x@example.test",
+                                                      "role": "viewer"}, headers=headers)
+    assert response.status_code == 302
+    target = urlsplit(response.headers["Location"])
+    assert target.path == "/login"
+    assert parse_qs(target.query).get("next") == ([returns_to] if returns_to else None)
+
+
+def test_an_options_request_is_answered_without_signing_in(client):
+    """OPTIONS (a CORS preflight) carries no cookie: the guard lets it through, as flask-login's
+    login_required does, and the answer is only the allowed methods."""
+    response = client.options("/settings/members")
+    assert response.status_code == 200
+    assert {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
+    assert response.get_data() == b""
+
+
+def test_a_signed_in_page_during_a_database_outage_is_the_plain_503_page(app_with, database_url, tmp_path):
+    """Flask-Login's template context asks the database for the signed-in user again while the error
+    page renders: the page is shown as to a visitor (no navigation) instead of failing a second time."""
+    import shutil
+
+    from tests.conftest import TEST_DATABASE_URL, Factory
+
+    if TEST_DATABASE_URL:
+        pytest.skip("an SQLite outage; the PostgreSQL one is in tests/test_faults.py")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(database_url.removeprefix("sqlite:///"), folder / "keyward.db")
+    app = app_with(SQLALCHEMY_DATABASE_URI=f"sqlite:///{folder / 'keyward.db'}")
+    factory = Factory(app)
+    member = factory.member(factory.org(), "editor")
+    client = app.test_client()
+    assert login(client, member).status_code == 302
+
+    def close_connections():
+        from shared.core.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+    folder.rename(tmp_path / "away")
+    factory.run(close_connections)
+    try:
+        page = client.get("/settings/api-tokens")
+    finally:
+        (tmp_path / "away").rename(folder)
+    body = page.get_data(as_text=True)
+    assert page.status_code == 503 and "temporarily unavailable" in body
+    assert 'class="bare"' in body and "topbar" not in body
+    assert client.get("/settings/api-tokens").status_code == 200  # the session survived
