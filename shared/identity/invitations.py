@@ -174,15 +174,12 @@ def _deliver(invitation: Invitation, secret: str) -> Issued:
 # --------------------------------------------------------------------------- pending ones
 
 
-def pending_invitations(actor: Actor, partner_id: int | None = None) -> list[Invitation]:
-    """The organization's open invitations (expired ones too, until resent or revoked), newest first;
-    only one partner's with `partner_id`."""
+def pending_invitations(actor: Actor) -> list[Invitation]:
+    """The organization's open invitations (expired ones too, until resent or revoked), newest first."""
     query = (select(Invitation).where(Invitation.organization_id == actor.organization_id,
                                       Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
              .options(joinedload(Invitation.partner), joinedload(Invitation.invited_by))
              .order_by(Invitation.created_at.desc(), Invitation.id.desc()))
-    if partner_id is not None:
-        query = query.where(Invitation.partner_id == partner_id)
     return [invitation for invitation in db.session.scalars(query)
             if invitation.partner is None or invitation.partner.removed_at is None]
 
