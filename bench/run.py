@@ -113,11 +113,22 @@ class Server:
                 self.process.wait()
 
 
+def settings_only_conf(settings: dict, workdir: Path) -> Path:
+    """gunicorn.conf.py's resolved settings without its hooks and logger class, which import Keyward:
+    for a service served from its own virtualenv (DRF)."""
+    conf = workdir / "gunicorn-settings-only.conf.py"
+    lines = ["import os", 'bind = [os.environ["BIND"]]']
+    lines += [f"{key} = {value!r}" for key, value in settings.items() if value is not None]
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
 @contextmanager
-def gunicorn(name: str, gunicorn_bin: Path, app: str, *, cwd: Path, env: dict, workdir: Path):
+def gunicorn(name: str, gunicorn_bin: Path, app: str, *, cwd: Path, env: dict, workdir: Path,
+             conf: Path = GUNICORN_CONF):
     port = free_port()
     log = workdir / f"gunicorn-{name}.log"
-    command = [str(gunicorn_bin), "-c", str(GUNICORN_CONF), app]
+    command = [str(gunicorn_bin), "-c", str(conf), app]
     with open(log, "w") as handle:
         process = subprocess.Popen(command, cwd=cwd, env={**env, "BIND": f"127.0.0.1:{port}"},
                                    stdout=handle, stderr=subprocess.STDOUT)
@@ -582,8 +593,9 @@ def bench_config(config: Config, args, workdir: Path, redis_url: str | None) -> 
     config.load_average["before"] = os.getloadavg()
     with ExitStack() as stack:
         for name, cwd, binary, app, service_env, path, headers in plan:
+            conf = settings_only_conf(config.settings, workdir) if name == "drf" else GUNICORN_CONF
             server = stack.enter_context(gunicorn(f"{name}-{config.name}", binary, app, cwd=cwd,
-                                                  env=service_env, workdir=workdir))
+                                                  env=service_env, workdir=workdir, conf=conf))
             config.services.append(Service(name, server, path, headers, cases[name]))
         measure_all(config.services, args)
     config.load_average["after"] = os.getloadavg()
