@@ -153,7 +153,8 @@ class _Lookup:
     The engine is the autocommit one on PostgreSQL (no BEGIN/COMMIT round trips) without a ping on
     checkout: a connection the server dropped fails the query, the pool is emptied (after a restart
     every pooled connection is as dead) and the query runs once more on a fresh one (a read, safe to
-    repeat), so a database restart costs no request and a request no ping. On SQLite the driver runs in autocommit mode: the SELECT is its own transaction.
+    repeat), so a database restart costs no request and a request no ping. On SQLite the driver runs
+    in autocommit mode: the SELECT is its own transaction.
     """
 
     def __init__(self, engine: Engine):

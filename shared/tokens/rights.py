@@ -149,8 +149,6 @@ def escalation_refusal(held: frozenset[Pair], pair: Pair) -> Refusal | None:
     return Refusal(f"The calling token does not hold the {permission} permission on {scope}", False)
 
 
-
-
 # --------------------------------------------------------------------------- the decision
 
 
