@@ -32,21 +32,6 @@ SECRET = re.compile(r"kw_[0-9a-f]{64}")
 # --------------------------------------------------------------------------- helpers
 
 
-@pytest.fixture
-def org(make):
-    return make.org("business", name="Acme")
-
-
-@pytest.fixture
-def owner(make, org):
-    return make.member(org, "owner")
-
-
-@pytest.fixture
-def editor(make, org):
-    return make.member(org, "editor")
-
-
 def post_create(client, **fields):
     return client.post(TOKENS, data={**create_form(**fields), "csrf_token": csrf(client, TOKENS + "/new")})
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.conftest import csrf_from
 from tests.pages import (
     HTMX,
@@ -23,21 +21,6 @@ from tests.pages import (
 )
 
 HUB = "/hub/api-tokens"
-
-
-@pytest.fixture
-def org(make):
-    return make.org("business", name="Acme")
-
-
-@pytest.fixture
-def owner(make, org):
-    return make.member(org, "owner")
-
-
-@pytest.fixture
-def editor(make, org):
-    return make.member(org, "editor")
 
 
 def buttons_in_order(fragment: str) -> list[str]:
