@@ -153,6 +153,17 @@ def runner(app):
 
 
 @pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) of the test's own on loopback; `smtp.url` for KEYWARD_SMTP_URL."""
+    from tests.mail import SmtpServer  # here, not at the top: tests.mail imports this module
+
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def clock():
     """A controllable clock for every piece of code that asks shared.clock.now()."""
     frozen = clock_module.FrozenClock(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))

@@ -13,7 +13,6 @@ from sqlalchemy import select, update
 from shared.core.extensions import db
 from shared.webhooks import ssrf
 from tests.conftest import Factory, csrf_from, login
-from tests.mail import SmtpServer
 from tests.webhooks.helpers import (
     add_endpoint,
     attempts_of,
@@ -193,14 +192,6 @@ def test_resend_while_the_endpoint_is_disabled_is_refused_and_changes_nothing(ap
 
 
 # --------------------------------------------------------------------------- no email to a deactivated user
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_deactivated_user_gets_no_email_and_is_not_retried(app_with, smtp):

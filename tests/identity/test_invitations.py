@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import Factory, csrf_from, login
-from tests.mail import SmtpServer
 
 MEMBERS = "/settings/members"
 PARTNERS = "/settings/partners"
@@ -384,14 +383,6 @@ def test_every_invitation_change_needs_the_csrf_token(app, make, acme, owner):
 
 
 # --------------------------------------------------------------------------- email and the command line
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_the_link_is_emailed_when_email_is_on(app_with, smtp):

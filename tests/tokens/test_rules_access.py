@@ -12,21 +12,11 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import bearer, csrf_from, login
+from tests.conftest import bearer, csrf_from
+from tests.pages import TOKENS, csrf, signed_in
 
-TOKENS = "/settings/api-tokens"
 MEMBERS = "/settings/members"
 PARTNERS = "/settings/partners"
-
-
-def signed_in(client, member):
-    response = login(client, member)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
-
-
-def csrf(client, url: str = TOKENS) -> str:
-    return csrf_from(client.get(url).get_data(as_text=True))
 
 
 def role_of(make, membership_id: int) -> str:

@@ -20,17 +20,8 @@ from sqlalchemy import select, update
 
 from shared.webhooks import delivery as webhook_delivery
 from tests.conftest import ROOT, TEST_REDIS_URL, Member, free_port
-from tests.mail import SmtpServer
 
 # --------------------------------------------------------------------------- a real SMTP server
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
