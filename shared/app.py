@@ -23,7 +23,7 @@ from shared.core.config import build_config, engine_options
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
-from shared.core.http_headers import init_security
+from shared.core.http_headers import add_absent, init_security
 from shared.core.validation import MAX_ID
 from shared.tokens import usage_flush
 from shared.tokens.log_masking import install_secret_masking
@@ -300,8 +300,8 @@ def _register_error_handlers(app: Flask) -> None:
         from flask import g
 
         state = g.get("rate_state")
-        if state is not None and "X-RateLimit-Limit" not in response.headers:
-            response.headers.extend(state.headers())  # absent, so added, not searched for and replaced
+        if state is not None:
+            add_absent(response, state.headers().items())  # a 429 already carries them
         return response
 
 

@@ -80,11 +80,19 @@ def window_now() -> float:
     return clock.now().timestamp()
 
 
+@cache
+def _key_ends(item: RateLimitItem) -> tuple[str, str]:
+    """What `item.key_for(*identifiers)` puts before and after the identifiers: the same keys,
+    without its per-call conversions (every API request builds two)."""
+    return item.namespace, f"{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
+
+
 def _window(item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[str, int, int]:
     """The current window of this limit and bucket: its storage key, its length and its end."""
     period = item.get_expiry()
     start = int(window_now() // period * period)
-    return f"{item.key_for(*_key(*identifiers))}/{start}", period, start + period
+    head, tail = _key_ends(item)
+    return f"{head}/{'/'.join(_key(*identifiers))}/{tail}/{start}", period, start + period
 
 
 def _hit(limit_text: str, *identifiers: str) -> RateState:

@@ -11,13 +11,15 @@ is refused on its very next request, on every worker.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, Engine, Integer, column, text
+from sqlalchemy import Connection, Engine, Integer, column, event, text
 from sqlalchemy.exc import DBAPIError
 
 from shared.core import clock
@@ -82,10 +84,13 @@ class CreatorRef:
     email: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthenticatedToken:
     """One token as authentication read it: the token's columns (same names as ApiToken's) and its
-    creator's role and liveness and its organization's plan. Never the hash, never the secret."""
+    creator's role and liveness and its organization's plan. Never the hash, never the secret.
+
+    Made afresh by each request's lookup and owned by that request: counting it updates it in place
+    (a frozen copy of its 35 fields cost more than the rate limit)."""
 
     id: int
     public_id: str
@@ -138,9 +143,9 @@ class AuthenticatedToken:
             organization_slug=related["organization_slug"],
         )
 
-    def counted(self, usage_count: int, now: datetime, client_ip: str) -> AuthenticatedToken:
+    def record_use(self, usage_count: int, now: datetime, client_ip: str) -> None:
         """This token as it is after counting one more request."""
-        return replace(self, usage_count=usage_count, last_used_at=now, last_used_ip=client_ip)
+        self.usage_count, self.last_used_at, self.last_used_ip = usage_count, now, client_ip
 
 
 class _Lookup:
@@ -167,6 +172,27 @@ class _Lookup:
                       for result in _RESULT_COLUMNS]
         self.converters = [(index, processor) for index, processor in enumerate(processors) if processor]
         self.error = dialect.loaded_dbapi.Error
+        # Connections between two lookups, taken out of the pool once: a checkout and a check-in
+        # (with its reset) cost half as much again as the query (bench/micro.py). A list, so that
+        # each thread takes one and gives it back, and a thread that ends leaves none behind.
+        self._idle: list = []
+        self._pid = os.getpid()
+        self._generation = 0  # a disposed engine's connections are closed, not used again
+        event.listen(engine, "engine_disposed", self._close_idle)
+
+    def _close_idle(self, engine: Engine | None = None) -> None:
+        self._generation += 1
+        while self._idle:
+            with contextlib.suppress(IndexError):
+                self._idle.pop().invalidate()  # closed: given back, it would go to the disposed pool
+
+    def _take(self):
+        if self._pid != os.getpid():  # a forked child: the parent's connections are the parent's
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self.engine.raw_connection()  # the driver's own error when it cannot connect
 
     def find(self, token_hash: str) -> AuthenticatedToken | None:
         params = {"token_hash": token_hash}
@@ -175,8 +201,8 @@ class _Lookup:
         except DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-            # The server closed a pooled connection (a restart, an idle timeout): the pool's other
-            # connections are as stale, so it starts afresh and the read (safe to repeat) runs again.
+            # The server closed a connection (a restart, an idle timeout): the others are as stale,
+            # so the pool starts afresh and the read (safe to repeat) runs again.
             self.engine.dispose()
             row = self._fetch(params)
         if row is None:
@@ -190,8 +216,9 @@ class _Lookup:
         """One run of the statement; a driver error comes out as SQLAlchemy's (503 for the API),
         marked `connection_invalidated` when the connection was found dropped."""
         connection = cursor = None
+        generation = self._generation
         try:
-            connection = self.engine.raw_connection()  # the driver's own error when it cannot connect
+            connection = self._take()
             cursor = connection.cursor()
             cursor.execute(self.sql, params)
             row = cursor.fetchone()
@@ -205,7 +232,10 @@ class _Lookup:
             raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
                                       connection_invalidated=dropped) from error
         cursor.close()
-        connection.close()
+        if generation == self._generation:
+            self._idle.append(connection)
+        else:
+            connection.invalidate()
         return row
 
 

@@ -108,7 +108,8 @@ class UsageAccounting:
             state = window.state(count)
         if self._thread is None and self.background:
             self._start()
-        return state, token.counted(token.usage_count + pending, now, client_ip)
+        token.record_use(token.usage_count + pending, now, client_ip)
+        return state, token
 
     def count_trip(self, token, client_ip: str, user_agent: str | None, path: str) -> None:
         """A canary was presented: tallied like a request, raised by the flusher."""
