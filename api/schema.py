@@ -340,7 +340,7 @@ def endpoint(method: str, rule: str, *, summary: str, scope: str | None, tag: st
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def validated(**kwargs):
-            if operation.query or request.args:
+            if operation.query or request.query_string:  # no parsing for a request without one
                 kwargs["query"] = parse_query(operation.query)
             if operation.body is not None:
                 payload = request.get_json(silent=True)

@@ -23,7 +23,7 @@ from shared.core.config import build_config, engine_options
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
-from shared.core.http_headers import add_absent, init_security
+from shared.core.http_headers import add_per_request, init_security
 from shared.core.validation import MAX_ID
 from shared.tokens import usage_flush
 from shared.tokens.log_masking import install_secret_masking
@@ -150,7 +150,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_favicon(app)
     _register_error_handlers(app)
     _register_template_helpers(app)
-    init_security(app)
+    init_security(app, API_PREFIX)
     _register_operations(app)
     _browser_hooks_skip_the_api(app)
     return app
@@ -295,14 +295,11 @@ def _register_error_handlers(app: Flask) -> None:
             return error_response(500, "internal_error", "Something went wrong on our side")
         return _error_page(500, "Something went wrong on our side.")
 
-    @app.after_request
-    def rate_limit_headers(response):
-        from flask import g
-
+    def rate_limit_headers():
         state = g.get("rate_state")
-        if state is not None:
-            add_absent(response, state.headers().items())  # a 429 already carries them
-        return response
+        return state.headers().items() if state is not None else ()  # a 429 already carries them
+
+    add_per_request(app, rate_limit_headers)
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -73,14 +73,25 @@ def test_pages_carry_security_headers_and_are_not_stored(client, editor):
     assert tokens_page.headers["Cache-Control"] == "no-store"
 
 
-def test_api_answers_and_errors_carry_security_headers(client, make, editor):
+def test_api_answers_and_errors_carry_the_api_security_headers(client, make, editor):
+    """OWASP's set for a JSON API: a policy allowing nothing, nosniff, no framing, no caching."""
     issued = make.token(editor)
     for response in (client.get("/api/v1/me", headers=issued.headers),
                      client.get("/api/v1/me"),
                      client.get("/api/v1/documents/does-not-exist", headers=issued.headers),
-                     client.get("/healthz")):
-        assert_security_headers(response)
-        assert response.headers["Cache-Control"] == "no-store", response.status_code
+                     client.get("/api/v1/no-such-endpoint", headers=issued.headers)):
+        headers = response.headers
+        assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'", response.status_code
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Cache-Control"] == "no-store"
+        assert "Referrer-Policy" not in headers and "Cross-Origin-Opener-Policy" not in headers  # pages only
+
+
+def test_health_check_carries_the_page_security_headers(client):
+    response = client.get("/healthz")
+    assert_security_headers(response)
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_error_pages_carry_security_headers(client):
@@ -126,6 +137,12 @@ def production_app(app_config, monkeypatch):
 
         db.session.remove()
         db.engine.dispose()
+
+
+def test_production_api_answers_pin_https_too(production_app):
+    refused = production_app.test_client().get("/api/v1/me", base_url="https://keyward.example")
+    assert refused.status_code == 401
+    assert refused.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 def test_production_session_cookie_is_secure_httponly_and_lax(production_app):

@@ -10,6 +10,10 @@
 - Cache-Control no-store on everything but static files: API answers and pages are per user, and
   some show a secret once; no browser or shared cache may keep them. A view that set its own
   Cache-Control keeps it.
+- JSON answers (/api/) get the set OWASP's REST Security Cheat Sheet gives for APIs: a policy that
+  allows nothing (`default-src 'none'; frame-ancestors 'none'`), nosniff, X-Frame-Options, no-store
+  and HSTS. Referrer-Policy and Cross-Origin-Opener-Policy only mean something to an HTML page, and
+  every header costs every API request its share of the hot path (bench/README.md).
 - Strict-Transport-Security in production only (KEYWARD_ENV=production serves behind HTTPS);
   a development server on http://127.0.0.1 must not pin HTTPS for localhost.
 
@@ -19,7 +23,8 @@ X-Forwarded-For only for KEYWARD_TRUSTED_PROXIES hops.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from itertools import chain
 
 from flask import Flask, Response, request
 
@@ -42,8 +47,15 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-PRODUCTION_HEADERS = {**HEADERS, "Strict-Transport-Security": "max-age=31536000"}
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+API_HEADERS = {
+    "Content-Security-Policy": API_CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+HSTS = {"Strict-Transport-Security": "max-age=31536000"}
 NO_STORE = "no-store"
+PER_REQUEST_EXTENSION = "keyward.response_headers"
 
 
 def header_names(response: Response) -> set[str]:
@@ -59,14 +71,23 @@ def add_absent(response: Response, headers: Iterable[tuple[str, str]], present: 
     response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
 
 
-def init_security(app: Flask) -> None:
-    headers = list((PRODUCTION_HEADERS if app.config.get("KEYWARD_ENV") == "production" else HEADERS).items())
+def add_per_request(app: Flask, provide: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    """Headers another module puts on every response, made per request (the request id, the rate
+    limit's state): added in the same single pass as the security headers."""
+    app.extensions.setdefault(PER_REQUEST_EXTENSION, []).append(provide)
+
+
+def init_security(app: Flask, api_prefix: str) -> None:
+    hsts = HSTS if app.config.get("KEYWARD_ENV") == "production" else {}
+    page_headers, api_headers = list({**HEADERS, **hsts}.items()), list({**API_HEADERS, **hsts}.items())
     static_prefix = (app.static_url_path or "/static") + "/"
+    per_request = app.extensions.setdefault(PER_REQUEST_EXTENSION, [])
 
     @app.after_request
-    def security_headers(response: Response) -> Response:
+    def response_headers(response: Response) -> Response:
         present = header_names(response)
-        add_absent(response, headers, present)
+        fixed = api_headers if request.path.startswith(api_prefix) else page_headers
+        add_absent(response, chain(fixed, *(provide() for provide in per_request)), present)
         if "cache-control" not in present and not request.path.startswith(static_prefix):
             response.headers.add("Cache-Control", NO_STORE)
         return response

@@ -15,6 +15,8 @@ import time
 
 from flask import Flask, current_app, g, has_request_context, request
 
+from shared.core import http_headers
+
 HEADER = "X-Request-Id"
 _LOOKS_LIKE_AN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -44,10 +46,6 @@ def init_app(app: Flask) -> None:
         current()
 
     app.before_request_funcs.setdefault(None, []).insert(0, begin)
-
-    @app.after_request
-    def stamp(response):
-        response.headers[HEADER] = current()
-        return response
+    http_headers.add_per_request(app, lambda: ((HEADER, current()),))
 
     app.jinja_env.globals["request_id"] = current

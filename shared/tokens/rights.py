@@ -59,8 +59,8 @@ def cross_product(scopes: Iterable[str], permissions: Iterable[str]) -> Rights:
 
 
 def scopes_of(rights: Mapping[str, Iterable[str]]) -> list[str]:
-    """A token object's `scopes`: the scopes it holds anything on."""
-    return list(normalized(rights))
+    """A token object's `scopes`: the scopes it holds anything on (normalized's keys)."""
+    return _ordered(rights, roles.KNOWN_SCOPES)
 
 
 def permissions_of(rights: Mapping[str, Iterable[str]]) -> list[str]:
