@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from shared.audit.record import Actor
 from shared.core import ratelimits
-from shared.core.errors import AuthError
+from shared.core.errors import AuthError, ServiceError
 from shared.core.extensions import db
 from shared.core.netaddr import client_address
 from shared.models import ApiToken, Membership
@@ -24,20 +24,27 @@ def token_required(scope: str | None = None):
         @wraps(view)
         def wrapper(*args, **kwargs):
             address = client_address()
-            ratelimits.refuse_if_failing("auth", address)
-            credentials = extract_credentials(request.headers.get("Authorization"),
-                                                     request.headers.get("X-API-Key"))
+            accounting = usage_tally.accounting()
+            # An address that failed too often is refused before anything else. With Redis the
+            # count's own round trip reads its failures (one round trip per request, not two), so
+            # an answer given before the count reads them first (below).
+            counting_checks_failures = accounting.refuses_failing
+            if not counting_checks_failures:
+                ratelimits.refuse_if_failing("auth", address)
+            headers = request.headers
+            credentials = extract_credentials(headers.get("Authorization"), headers.get("X-API-Key"))
             try:
                 token = authn.authenticate(credentials, address, path=request.path,
-                                                user_agent=request.headers.get("User-Agent"))
+                                           user_agent=headers.get("User-Agent"))
                 decision = rights.decide(token, scope, request.method) if scope is not None else None
                 # A refused request still counts (a refusal comes after the rate limit), but not as a use of a right.
                 right = (scope, request.method) if decision is not None and decision.allowed else None
                 # The rate limit, then the tally of an accepted request: no database write.
-                g.rate_state, g.authenticated_token = usage_tally.accounting().count_request(token, address,
-                                                                                             right)
-            except AuthError as error:
-                if error.code == "invalid_api_key":
+                g.rate_state, g.authenticated_token = accounting.count_request(token, address, right, "auth")
+            except ServiceError as error:
+                if counting_checks_failures and not isinstance(error, ratelimits.RateLimited):
+                    ratelimits.refuse_if_failing("auth", address)
+                if isinstance(error, AuthError) and error.code == "invalid_api_key":
                     ratelimits.count_failure("auth", address)
                 raise
             if decision is not None:

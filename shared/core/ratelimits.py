@@ -26,6 +26,7 @@ from shared.core.errors import ServiceError
 from shared.core.window_counters import WindowCounters
 
 EXTENSION = "keyward.ratelimits"
+FAILING_MESSAGE = "Too many failed attempts; retry later"
 
 
 def init_app(app: Flask) -> None:
@@ -133,14 +134,27 @@ class Window:
             raise RateLimited(f"Rate limit of {self.limit_text} exceeded; retry later", state)
         return state
 
+    def refused(self) -> RateLimited:
+        """The refusal of a failure window found full (as `refuse_if_failing` raises it)."""
+        return RateLimited(FAILING_MESSAGE, RateState(limit=self.amount, remaining=0, reset=self.reset))
 
-def token_window(token_id: int, plan: str) -> Window:
-    limit_text = token_limit_for(plan)
+
+def _window_of(limit_text: str, *identifiers: str) -> Window:
     item = _parse(limit_text)
-    key, period, reset = _window(item, ("token", str(token_id)))
+    key, period, reset = _window(item, identifiers)
     storage = _storage()
     prefixed = getattr(storage, "prefixed_key", None)
     return Window(limit_text, item.amount, prefixed(key) if prefixed else key, period, reset)
+
+
+def token_window(token_id: int, plan: str) -> Window:
+    return _window_of(token_limit_for(plan), "token", str(token_id))
+
+
+def failure_window(kind: str, bucket: str) -> Window:
+    """The window `refuse_if_failing` reads, for a caller that reads it in a round trip of its own
+    (the usage tally's, which then refuses the request before counting it)."""
+    return _window_of(current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"], f"{kind}-failures", bucket)
 
 
 def storage() -> Storage | WindowCounters:
@@ -174,7 +188,7 @@ def refuse_if_failing(kind: str, bucket: str) -> None:
     limit_text = current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
     state = _test(limit_text, f"{kind}-failures", bucket)
     if state is not None:
-        raise RateLimited("Too many failed attempts; retry later", state)
+        raise RateLimited(FAILING_MESSAGE, state)
 
 
 def count_failure(kind: str, bucket: str) -> None:

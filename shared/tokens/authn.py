@@ -151,9 +151,10 @@ class AuthenticatedToken:
 class _Lookup:
     """The lookup on one engine, run on the driver's own cursor: SQLAlchemy's statement execution and
     result machinery cost more than the query itself (bench/micro.py), and one fixed statement needs
-    none of it. What it does give is kept: the pool, each column's conversion (the same result
-    processors a query through SQLAlchemy would apply: datetimes stored as text on SQLite, JSON,
-    booleans), and its exception types, so an unreachable database still answers 503.
+    none of it. What it does give is kept: the pool's connections (held between lookups, see
+    `_take`), each column's conversion (the same result processors a query through SQLAlchemy
+    would apply: datetimes stored as text on SQLite, JSON, booleans), and its exception types, so
+    an unreachable database still answers 503.
 
     The engine is the autocommit one on PostgreSQL (no BEGIN/COMMIT round trips) without a ping on
     checkout: a connection the server dropped fails the query, the pool is emptied (after a restart
@@ -173,24 +174,24 @@ class _Lookup:
         self.converters = [(index, processor) for index, processor in enumerate(processors) if processor]
         self.error = dialect.loaded_dbapi.Error
         # Connections between two lookups, taken out of the pool once: a checkout and a check-in
-        # (with its reset) cost half as much again as the query (bench/micro.py). A list, so that
-        # each thread takes one and gives it back, and a thread that ends leaves none behind.
-        self._idle: list = []
-        self._pid = os.getpid()
-        self._generation = 0  # a disposed engine's connections are closed, not used again
+        # (with its reset) cost half as much again as the query (bench/micro.py). A list per
+        # process (a forked child never uses its parent's), from which each thread takes one and to
+        # which it gives it back: a thread that ends holds none.
+        self._idle: dict[int, list] = {}
         event.listen(engine, "engine_disposed", self._close_idle)
 
-    def _close_idle(self, engine: Engine | None = None) -> None:
-        self._generation += 1
-        while self._idle:
-            with contextlib.suppress(IndexError):
-                self._idle.pop().invalidate()  # closed: given back, it would go to the disposed pool
+    def _idle_here(self) -> list:
+        return self._idle.setdefault(os.getpid(), [])
+
+    def _close_idle(self, engine: Engine) -> None:
+        idle = self._idle_here()
+        while idle:
+            with contextlib.suppress(IndexError):  # another thread took the last one meanwhile
+                idle.pop().invalidate()  # closed: given back, it would go to the disposed pool
 
     def _take(self):
-        if self._pid != os.getpid():  # a forked child: the parent's connections are the parent's
-            self._idle, self._pid = [], os.getpid()
         try:
-            return self._idle.pop()
+            return self._idle_here().pop()
         except IndexError:
             return self.engine.raw_connection()  # the driver's own error when it cannot connect
 
@@ -216,7 +217,6 @@ class _Lookup:
         """One run of the statement; a driver error comes out as SQLAlchemy's (503 for the API),
         marked `connection_invalidated` when the connection was found dropped."""
         connection = cursor = None
-        generation = self._generation
         try:
             connection = self._take()
             cursor = connection.cursor()
@@ -232,10 +232,7 @@ class _Lookup:
             raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
                                       connection_invalidated=dropped) from error
         cursor.close()
-        if generation == self._generation:
-            self._idle.append(connection)
-        else:
-            connection.invalidate()
+        self._idle_here().append(connection)
         return row
 
 

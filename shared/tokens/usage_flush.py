@@ -91,10 +91,17 @@ class UsageAccounting:
 
     # ------------------------------------------------------------------ the request path
 
-    def count_request(self, token, client_ip: str, right: tuple[str, str] | None):
+    @property
+    def refuses_failing(self) -> bool:
+        """Whether `count_request` itself refuses an address over its failure limit: with Redis it
+        reads that window in the round trip that counts (one round trip per request, not two)."""
+        return self.redis is not None
+
+    def count_request(self, token, client_ip: str, right: tuple[str, str] | None, failure_kind: str):
         """Count one request against the token's rate limit and, when within it, tally it as an
         accepted request (`right`: the scope × method it was allowed to use, if any). Returns the
-        rate-limit state and the token as this request leaves it; raises RateLimited."""
+        rate-limit state and the token as this request leaves it; raises RateLimited, also (see
+        `refuses_failing`) for an address over its `failure_kind` failure limit."""
         now = clock.now()
         if self.redis is None:
             state = ratelimits.hit_token(token.id, token.plan)
@@ -102,9 +109,12 @@ class UsageAccounting:
                                              _network(client_ip), right)
         else:
             window = ratelimits.token_window(token.id, token.plan)
-            count, pending = self.redis.hit_and_add(window.key, window.period, window.amount, token.id,
-                                                    token.organization_id, now, client_ip,
-                                                    _network(client_ip), right)
+            failures = ratelimits.failure_window(failure_kind, client_ip)
+            count, pending = self.redis.hit_and_add(window.key, window.period, window.amount, failures.key,
+                                                    failures.amount, token.id, token.organization_id, now,
+                                                    client_ip, _network(client_ip), right)
+            if count < 0:
+                raise failures.refused()
             state = window.state(count)
         if self._thread is None and self.background:
             self._start()

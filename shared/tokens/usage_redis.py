@@ -44,10 +44,13 @@ from shared.tokens.usage_tally import CanaryTrip, NetworkUse, ScopeUse, Tally, T
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# KEYS: the rate-limit window, the live tally. ARGV: window length, limit, token id, organization
-# id, time (µs since the epoch), address, UTC day, network, "scope|method" or "".
-# Returns {window count, the token's count in the live tally (0 when over the limit)}.
+# KEYS: the rate-limit window, the live tally, the address's failure window. ARGV: window length,
+# limit, token id, organization id, time (µs since the epoch), address, UTC day, network,
+# "scope|method" or "", the failure limit.
+# Returns {window count, the token's count in the live tally (0 when over the limit)}, or {-1, 0}
+# when the address has failed too often (then nothing is counted).
 _HIT_AND_TALLY = """
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[10]) then return {-1, 0} end
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 if count > tonumber(ARGV[2]) then return {count, 0} end
@@ -115,14 +118,16 @@ class RedisTallies:
 
     # ------------------------------------------------------------------ the request path
 
-    def hit_and_add(self, window_key: str, period: int, limit: int, token_id: int, organization_id: int,
-                    at: datetime, ip: str, network: str, right: tuple[str, str] | None) -> tuple[int, int]:
-        """Increment the rate-limit window and, when within the limit, tally the request: one
-        round trip. Returns (window count, the token's count in the live tally)."""
+    def hit_and_add(self, window_key: str, period: int, limit: int, failure_key: str, failure_limit: int,
+                    token_id: int, organization_id: int, at: datetime, ip: str, network: str,
+                    right: tuple[str, str] | None) -> tuple[int, int]:
+        """Unless the address's failure window is full, increment the rate-limit window and, when
+        within the limit, tally the request: one round trip. Returns (window count, the token's
+        count in the live tally), or (-1, 0) for an address refused for its failures."""
         count, pending = self._hit_and_tally(
-            keys=[window_key, self.live],
+            keys=[window_key, self.live, failure_key],
             args=[period, limit, token_id, organization_id, _micros(at), ip, at.date().isoformat(), network,
-                  f"{right[0]}|{right[1]}" if right else ""])
+                  f"{right[0]}|{right[1]}" if right else "", failure_limit])
         return int(count), int(pending)
 
     def add_trip(self, trip: CanaryTrip) -> None:

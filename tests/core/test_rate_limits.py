@@ -162,6 +162,10 @@ def test_thirty_failed_authentications_per_minute_then_the_address_is_refused(cl
     # Until the window ends, even a valid token from that address is refused: guessing cannot
     # continue by mixing in good requests.
     assert client.get("/api/v1/documents", headers=issued.headers, environ_base=guesser).status_code == 429
+    # A token refused for itself gets the same answer there: the address learns nothing more.
+    _, inactive = owner_with_token(make)
+    make.run(lambda: _deactivate(inactive.id))
+    assert client.get("/api/v1/documents", headers=inactive.headers, environ_base=guesser).status_code == 429
     assert client.get("/api/v1/documents", headers=issued.headers,
                       environ_base={"REMOTE_ADDR": "198.51.100.8"}).status_code == 200
 
