@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, Integer, column, event, text
 from sqlalchemy.exc import DBAPIError
 
@@ -184,10 +184,22 @@ class _Lookup:
         return self._idle.setdefault(os.getpid(), [])
 
     def _close_idle(self, engine: Engine) -> None:
+        self._empty(discard=True)  # given back, they would go to the disposed pool
+
+    def give_back(self) -> None:
+        """Return the idle connections to the pool: a stopping process's last usage flush takes
+        one there, and if the database file has gone meanwhile only an open one can still write."""
+        self._empty(discard=False)
+
+    def _empty(self, discard: bool) -> None:
         idle = self._idle_here()
         while idle:
             with contextlib.suppress(IndexError):  # another thread took the last one meanwhile
-                idle.pop().invalidate()  # closed: given back, it would go to the disposed pool
+                connection = idle.pop()
+                if discard:
+                    connection.invalidate()
+                else:
+                    connection.close()
 
     def _take(self):
         try:
@@ -236,12 +248,18 @@ class _Lookup:
         return row
 
 
-def _lookup() -> _Lookup:
-    extensions = current_app.extensions
-    lookup = extensions.get(LOOKUP_EXTENSION)
+def _lookup(app: Flask | None = None) -> _Lookup:
+    app = app or current_app
+    lookup = app.extensions.get(LOOKUP_EXTENSION)
     if lookup is None:
-        lookup = extensions[LOOKUP_EXTENSION] = _Lookup(db.engines.get(AUTOCOMMIT_BIND) or db.engine)
+        with app.app_context():
+            lookup = app.extensions[LOOKUP_EXTENSION] = _Lookup(db.engines.get(AUTOCOMMIT_BIND) or db.engine)
     return lookup
+
+
+def give_back_connections(app: Flask) -> None:
+    """Before a process stops: the lookup's idle connections go back to the pool (_Lookup.give_back)."""
+    _lookup(app).give_back()
 
 
 def find_token(token_hash: str) -> AuthenticatedToken | None:

@@ -40,7 +40,7 @@ from flask import Flask
 from shared.core import clock, metrics, ratelimits
 from shared.core.extensions import db
 from shared.core.netaddr import network_of
-from shared.tokens import usage_batches, usage_redis
+from shared.tokens import authn, usage_batches, usage_redis
 from shared.tokens.usage_tally import EXTENSION, CanaryTrip, LocalTallies, Tally, accounting
 
 log = logging.getLogger("keyward.usage")
@@ -212,6 +212,7 @@ class UsageAccounting:
         if thread is not threading.current_thread():
             thread.join(timeout=max(5.0, 2 * self.interval))
         self._thread = None
+        authn.give_back_connections(self.app)
         for attempt in range(EXIT_ATTEMPTS):
             # With Redis, whatever waits there too: the last process to stop leaves nothing behind.
             if self.flush(drain_now=True):

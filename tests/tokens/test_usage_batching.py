@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import TEST_REDIS_URL, Factory, bearer, csrf_from, settled
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Factory, bearer, csrf_from, settled
 from tests.statements import statements, writes
 
 needs_redis = pytest.mark.skipif(not TEST_REDIS_URL,
@@ -221,6 +221,31 @@ def test_the_workers_sweep_writes_waiting_usage_and_forgets_long_gone_processes(
 
 
 # --------------------------------------------------------------------------- Redis
+
+
+@pytest.mark.skipif(bool(TEST_DATABASE_URL or TEST_REDIS_URL), reason="a SQLite file and tallies in memory")
+def test_a_stopping_process_writes_its_tallies_through_a_connection_still_open(app, client, make):
+    """The database's folder gone as the process stops (tests/test_faults.py does it to gunicorn):
+    its last flush can still write through a connection opened before, the token lookup's."""
+    from shared.core.extensions import db
+    from shared.tokens import usage_tally
+
+    issued = make.token(make.api_member(make.org(), "editor"))
+    for _ in range(3):
+        assert me(client, issued).status_code == 200
+    usage = usage_tally.accounting(app)
+    usage.interval = 3600  # a server's flusher (tests run without one), which has not flushed yet
+    usage._start()
+    with app.app_context():
+        db.engine.pool.dispose()  # no pooled connection left open; the lookup holds its own
+    folder = Path(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")).parent
+    away = folder.with_name(f"{folder.name}-away")
+    folder.rename(away)
+    try:
+        assert usage.close()
+    finally:
+        away.rename(folder)
+    assert counts(make, issued.id)[0] == 3
 
 
 @needs_redis
