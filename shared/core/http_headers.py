@@ -65,9 +65,8 @@ def header_names(response: Response) -> set[str]:
     return {name.lower() for name, _ in response.headers}
 
 
-def add_absent(response: Response, headers: Iterable[tuple[str, str]], present: set[str] | None = None) -> None:
-    """Add each header the response does not carry yet; one a view set itself is kept."""
-    present = header_names(response) if present is None else present
+def add_absent(response: Response, headers: Iterable[tuple[str, str]], present: set[str]) -> None:
+    """Add each header whose name is not `present` (header_names): one a view set itself is kept."""
     response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
 
 

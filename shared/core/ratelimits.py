@@ -151,10 +151,15 @@ def token_window(token_id: int, plan: str) -> Window:
     return _window_of(token_limit_for(plan), "token", str(token_id))
 
 
+def _failure_limit(kind: str) -> str:
+    """KEYWARD_<KIND>_FAILURE_LIMIT: failures allowed per bucket of that kind."""
+    return current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
+
+
 def failure_window(kind: str, bucket: str) -> Window:
     """The window `refuse_if_failing` reads, for a caller that reads it in a round trip of its own
     (the usage tally's, which then refuses the request before counting it)."""
-    return _window_of(current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"], f"{kind}-failures", bucket)
+    return _window_of(_failure_limit(kind), f"{kind}-failures", bucket)
 
 
 def storage() -> Storage | WindowCounters:
@@ -185,13 +190,11 @@ def bucket_name(text: str) -> str:
 def refuse_if_failing(kind: str, bucket: str) -> None:
     """Throttle guessing: a bucket (a client address, an account) with too many recent failures
     is refused before any check. KEYWARD_<KIND>_FAILURE_LIMIT sets the limit."""
-    limit_text = current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
-    state = _test(limit_text, f"{kind}-failures", bucket)
+    state = _test(_failure_limit(kind), f"{kind}-failures", bucket)
     if state is not None:
         raise RateLimited(FAILING_MESSAGE, state)
 
 
 def count_failure(kind: str, bucket: str) -> None:
-    limit_text = current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
     with contextlib.suppress(RateLimited):
-        _hit(limit_text, f"{kind}-failures", bucket)
+        _hit(_failure_limit(kind), f"{kind}-failures", bucket)

@@ -144,7 +144,7 @@ class AuthenticatedToken:
         )
 
     def record_use(self, usage_count: int, now: datetime, client_ip: str) -> None:
-        """This token as it is after counting one more request."""
+        """Update this token as counting one more request leaves it."""
         self.usage_count, self.last_used_at, self.last_used_ip = usage_count, now, client_ip
 
 
