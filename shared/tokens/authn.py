@@ -11,8 +11,6 @@ is refused on its very next request, on every worker.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from shared.core import clock
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import AuthError, PlanRequired
+from shared.core.held import Held
 from shared.core.extensions import db
 from shared.core.netaddr import address_allowed
 from shared.identity import roles
@@ -151,8 +150,8 @@ class AuthenticatedToken:
 class _Lookup:
     """The lookup on one engine, run on the driver's own cursor: SQLAlchemy's statement execution and
     result machinery cost more than the query itself (bench/micro.py), and one fixed statement needs
-    none of it. What it does give is kept: the pool's connections (held between lookups, see
-    `_take`), each column's conversion (the same result processors a query through SQLAlchemy
+    none of it. What it does give is kept: the pool's connections (held between lookups,
+    shared/core/held.py), each column's conversion (the same result processors a query through SQLAlchemy
     would apply: datetimes stored as text on SQLite, JSON, booleans), and its exception types, so
     an unreachable database still answers 503.
 
@@ -173,39 +172,18 @@ class _Lookup:
                       for result in _RESULT_COLUMNS]
         self.converters = [(index, processor) for index, processor in enumerate(processors) if processor]
         self.error = dialect.loaded_dbapi.Error
-        # Connections between two lookups, taken out of the pool once: a checkout and a check-in
-        # (with its reset) cost half as much again as the query (bench/micro.py). A list per
-        # process (a forked child never uses its parent's), from which each thread takes one and to
-        # which it gives it back: a thread that ends holds none.
-        self._idle: dict[int, list] = {}
+        self.held = Held(engine.raw_connection)
         event.listen(engine, "engine_disposed", self._close_idle)
 
-    def _idle_here(self) -> list:
-        return self._idle.setdefault(os.getpid(), [])
-
     def _close_idle(self, engine: Engine) -> None:
-        self._empty(discard=True)  # given back, they would go to the disposed pool
+        for connection in self.held.take_all():
+            connection.invalidate()  # given back, they would go to the disposed pool
 
     def give_back(self) -> None:
         """Return the idle connections to the pool: a stopping process's last usage flush takes
         one there, and if the database file has gone meanwhile only an open one can still write."""
-        self._empty(discard=False)
-
-    def _empty(self, discard: bool) -> None:
-        idle = self._idle_here()
-        while idle:
-            with contextlib.suppress(IndexError):  # another thread took the last one meanwhile
-                connection = idle.pop()
-                if discard:
-                    connection.invalidate()
-                else:
-                    connection.close()
-
-    def _take(self):
-        try:
-            return self._idle_here().pop()
-        except IndexError:
-            return self.engine.raw_connection()  # the driver's own error when it cannot connect
+        for connection in self.held.take_all():
+            connection.close()
 
     def find(self, token_hash: str) -> AuthenticatedToken | None:
         params = {"token_hash": token_hash}
@@ -230,7 +208,7 @@ class _Lookup:
         marked `connection_invalidated` when the connection was found dropped."""
         connection = cursor = None
         try:
-            connection = self._take()
+            connection = self.held.take()
             cursor = connection.cursor()
             cursor.execute(self.sql, params)
             row = cursor.fetchone()
@@ -244,7 +222,7 @@ class _Lookup:
             raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
                                       connection_invalidated=dropped) from error
         cursor.close()
-        self._idle_here().append(connection)
+        self.held.give_back(connection)
         return row
 
 

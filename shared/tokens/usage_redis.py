@@ -39,7 +39,10 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from limits.storage import RedisSentinelStorage, RedisStorage, Storage
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
+from shared.core.held import Held
 from shared.tokens.usage_tally import CanaryTrip, NetworkUse, ScopeUse, Tally, TokenUse
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -115,6 +118,10 @@ class RedisTallies:
         self.prefix = prefix
         self._hit_and_tally = self.client.register_script(_HIT_AND_TALLY)
         self._cut = self.client.register_script(_CUT)
+        # The request path's script runs on a connection of its own, sent as one packed EVALSHA:
+        # redis-py's client and pool cost more per call than the round trip (bench/README.md).
+        self._pool = self.client.connection_pool
+        self._held = Held(self._pool.get_connection)
 
     # ------------------------------------------------------------------ the request path
 
@@ -124,11 +131,42 @@ class RedisTallies:
         """Unless the address's failure window is full, increment the rate-limit window and, when
         within the limit, tally the request: one round trip. Returns (window count, the token's
         count in the live tally), or (-1, 0) for an address refused for its failures."""
-        count, pending = self._hit_and_tally(
-            keys=[window_key, self.live, failure_key],
-            args=[period, limit, token_id, organization_id, _micros(at), ip, at.date().isoformat(), network,
-                  f"{right[0]}|{right[1]}" if right else "", failure_limit])
+        keys = [window_key, self.live, failure_key]
+        args = [period, limit, token_id, organization_id, _micros(at), ip, at.date().isoformat(), network,
+                f"{right[0]}|{right[1]}" if right else "", failure_limit]
+        try:
+            count, pending = self._evalsha(keys, args)
+        except NoScriptError:  # Redis restarted or its scripts were flushed: load it and run it
+            count, pending = self._hit_and_tally(keys=keys, args=args)
         return int(count), int(pending)
+
+    def _evalsha(self, keys: list, args: list):
+        try:
+            return self._run_held(keys, args)
+        except RedisConnectionError:
+            # The server closed the connection (a restart, an idle timeout) and the script never ran
+            # on it: once more, as redis-py's own retry would, after giving the other held ones back
+            # to the pool, which checks each one it hands out. A timeout is not retried (the script
+            # may have run); it answers 503 like Redis being down.
+            for connection in self._held.take_all():
+                self._pool.release(connection)
+            return self._run_held(keys, args)
+
+    def _run_held(self, keys: list, args: list):
+        connection = self._held.take()
+        try:
+            connection.send_packed_command(
+                connection.pack_command("EVALSHA", self._hit_and_tally.sha, len(keys), *keys, *args),
+                check_health=False)
+            reply = connection.read_response()
+        except ResponseError:
+            self._held.give_back(connection)  # a whole reply was read (NOSCRIPT): ready for the next
+            raise
+        except BaseException:
+            self._pool.release(connection)  # redis-py disconnected it; the pool reconnects it
+            raise
+        self._held.give_back(connection)
+        return reply
 
     def add_trip(self, trip: CanaryTrip) -> None:
         self.client.hset(self.live, f"c|{trip.token_id}|{uuid.uuid4().hex}", json.dumps(

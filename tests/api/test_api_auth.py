@@ -343,12 +343,12 @@ def test_a_lookup_connection_the_server_dropped_costs_no_request(client, app, ma
         if engine.dialect.name != "postgresql":
             pytest.skip("a server that drops connections: PostgreSQL (TEST_DATABASE_URL)")
         lookup = authn._lookup()
-        held = lookup._take()  # the connection the lookup just used and keeps for the next one
+        held = lookup.held.take()  # the connection the lookup just used and keeps for the next one
         cursor = held.cursor()
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
         cursor.close()
-        lookup._idle_here().append(held)
+        lookup.held.give_back(held)
         with db.engine.connect() as other:
             assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
     assert client.get("/api/v1/me", headers=issued.headers).status_code == 200

@@ -509,6 +509,30 @@ def test_without_the_rate_limit_redis_requests_are_refused_as_unavailable_never_
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no unhandled error logged
 
 
+def test_a_redis_connection_dropped_or_scripts_forgotten_cost_no_request_and_no_count(app_with, own_redis):
+    """Each request's count runs on a Redis connection held between requests: one the server
+    closed (a restart, an idle timeout) is replaced, a script it forgot is loaded again, and every
+    request is still counted exactly once."""
+    import redis
+
+    port, _ = own_redis
+    app = app_with(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
+    make = Factory(app)
+    issued = make.token(make.api_member(make.org(), "editor"))
+    client = app.test_client()
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    admin = redis.Redis(port=port)
+    counting = [client_info["id"] for client_info in admin.client_list() if client_info["cmd"] == "evalsha"]
+    assert counting  # the connection the count ran on, kept for the next request
+    for client_id in counting:
+        admin.client_kill_filter(_id=client_id)
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    admin.script_flush()
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    make.flush_usage()
+    assert make.get_token(issued.id).usage_count == 3
+
+
 # --------------------------------------------------------------------------- configuration
 
 

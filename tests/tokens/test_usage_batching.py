@@ -249,24 +249,23 @@ def test_a_stopping_process_writes_its_tallies_through_a_connection_still_open(a
 
 
 @needs_redis
-def test_with_redis_a_request_costs_one_round_trip(client, make):
-    from shared.tokens import usage_tally
+def test_with_redis_a_request_costs_one_round_trip(client, make, monkeypatch):
+    from redis.connection import Connection
 
     issued = make.token(make.api_member(make.org(), "editor"))
     me(client, issued)  # scripts loaded
-    redis = usage_tally.accounting(make.app).redis.client
     sent = []
-    real = redis.execute_command
+    real = Connection.send_packed_command
 
-    def counting(*args, **options):
-        sent.append(str(args[0]).upper())
-        return real(*args, **options)
+    def counting(connection, command, check_health=True):
+        packed = command if isinstance(command, bytes) else b"".join(bytes(part) for part in command)
+        sent.append(packed.split(b"\r\n")[2].decode().upper())  # *<n> $<length> <name> ...
+        return real(connection, command, check_health)
 
-    redis.execute_command = counting
-    try:
-        assert me(client, issued).status_code == 200
-    finally:
-        del redis.execute_command
+    # Every command any connection sends, whichever way it is sent (client, pipeline, held connection).
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    assert me(client, issued).status_code == 200
+    monkeypatch.undo()
     # One round trip: the address's failed attempts, the window's increment and the tally together.
     assert sent == ["EVALSHA"]
     make.flush_usage()
