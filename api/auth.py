@@ -25,20 +25,21 @@ def token_required(scope: str | None = None):
         def wrapper(*args, **kwargs):
             address = client_address()
             accounting = usage_tally.accounting()
+            served = request._get_current_object()  # one look through the proxy, not five
+            method, headers = served.method, served.headers
             # An address that failed too often is refused before anything else. With Redis the
             # count's own round trip reads its failures (one round trip per request, not two), so
             # an answer given before the count reads them first (below).
             counting_checks_failures = accounting.refuses_failing
             if not counting_checks_failures:
                 ratelimits.refuse_if_failing("auth", address)
-            headers = request.headers
             credentials = extract_credentials(headers.get("Authorization"), headers.get("X-API-Key"))
             try:
-                token = authn.authenticate(credentials, address, path=request.path,
+                token = authn.authenticate(credentials, address, path=served.path,
                                            user_agent=headers.get("User-Agent"))
-                decision = rights.decide(token, scope, request.method) if scope is not None else None
+                decision = rights.decide(token, scope, method) if scope is not None else None
                 # A refused request still counts (a refusal comes after the rate limit), but not as a use of a right.
-                right = (scope, request.method) if decision is not None and decision.allowed else None
+                right = (scope, method) if decision is not None and decision.allowed else None
                 # The rate limit, then the tally of an accepted request: no database write.
                 g.rate_state, g.authenticated_token = accounting.count_request(token, address, right, "auth")
             except ServiceError as error:
@@ -48,7 +49,7 @@ def token_required(scope: str | None = None):
                     ratelimits.count_failure("auth", address)
                 raise
             if decision is not None:
-                rights.require(decision, scope, request.method)
+                rights.require(decision, scope, method)
             return view(*args, **kwargs)
 
         return wrapper

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
-from functools import wraps
+from functools import cached_property, wraps
+from inspect import iscoroutinefunction
+from itertools import chain
 from pathlib import Path
 
 import redis
@@ -87,6 +89,25 @@ class ChunkedBodyLimit:
         return self.wsgi_app(environ, start_response)
 
 
+class KeywardFlask(Flask):
+    """Flask, asking once whether each hook and view is a coroutine function: Flask asks
+    `inspect.iscoroutinefunction` of every hook and the view on every request (six times for an
+    API request). None of ours is; anything not registered before the first request (which Flask
+    forbids anyway) is still asked each time."""
+
+    def ensure_sync(self, func):
+        if func in self._plain_functions:
+            return func
+        return super().ensure_sync(func)
+
+    @cached_property
+    def _plain_functions(self) -> frozenset:
+        registered = [*self.view_functions.values(), *self.teardown_appcontext_funcs]
+        for hooks in (self.before_request_funcs, self.after_request_funcs, self.teardown_request_funcs):
+            registered.extend(chain.from_iterable(hooks.values()))
+        return frozenset(func for func in registered if not iscoroutinefunction(func))
+
+
 class IdConverter(IntegerConverter):
     """`<int:…>` whose default maximum is the largest database id."""
 
@@ -96,7 +117,7 @@ class IdConverter(IntegerConverter):
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=str(Path(__file__).resolve().parent.parent / "instance"),
+    app = KeywardFlask(__name__, instance_path=str(Path(__file__).resolve().parent.parent / "instance"),
                 static_folder=str(Path(__file__).resolve().parent.parent / "static"), static_url_path="/static")
     app.config.update(build_config(Path(app.instance_path)))
     if test_config:

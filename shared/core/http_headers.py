@@ -85,8 +85,9 @@ def init_security(app: Flask, api_prefix: str) -> None:
     @app.after_request
     def response_headers(response: Response) -> Response:
         present = header_names(response)
-        fixed = api_headers if request.path.startswith(api_prefix) else page_headers
+        path = request.path
+        fixed = api_headers if path.startswith(api_prefix) else page_headers
         add_absent(response, chain(fixed, *(provide() for provide in per_request)), present)
-        if "cache-control" not in present and not request.path.startswith(static_prefix):
+        if "cache-control" not in present and not path.startswith(static_prefix):
             response.headers.add("Cache-Control", NO_STORE)
         return response

@@ -9,8 +9,8 @@ into the logs. Otherwise a fresh random id is made.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 import time
 
 from flask import Flask, current_app, g, has_request_context, request
@@ -28,13 +28,19 @@ def _incoming() -> str | None:
     return value if value and _LOOKS_LIKE_AN_ID.fullmatch(value) else None
 
 
+def _fresh_id() -> str:
+    # 32 hex digits. An id names a request in the logs and need not be unguessable, so the
+    # process's random generator (reseeded in every forked worker), not a system call per request.
+    return f"{random.getrandbits(128):032x}"
+
+
 def current() -> str | None:
     """The id of the request being served (made on first use), or None outside a request."""
     if not has_request_context():
         return None
     request_id = g.get("request_id")
     if request_id is None:
-        request_id = g.request_id = _incoming() or secrets.token_hex(16)
+        request_id = g.request_id = _incoming() or _fresh_id()
     return request_id
 
 

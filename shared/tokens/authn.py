@@ -12,7 +12,7 @@ is refused on its very next request, on every worker.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +66,13 @@ _RESULT_COLUMNS = [*[column(c.name, c.type) for c in _TOKEN_COLUMNS],
                    *[column(label, c.type) for label, (_, c) in _RELATED_COLUMNS.items()],
                    column("current_value", Integer)]
 _TOKEN_NAMES = [c.name for c in _TOKEN_COLUMNS]
-_RELATED = {label: len(_TOKEN_COLUMNS) + index for index, label in enumerate(_RELATED_COLUMNS)}
+_TOKEN_COUNT = len(_TOKEN_COLUMNS)
+_RELATED = {label: _TOKEN_COUNT + index for index, label in enumerate(_RELATED_COLUMNS)}
+_ROLE, _MEMBERSHIP_REMOVED_AT, _PARTNER_REMOVED_AT = (
+    _RELATED["creator_role"], _RELATED["membership_removed_at"], _RELATED["partner_removed_at"])
+_USER_ID, _USER_EMAIL, _USER_IS_ACTIVE = (
+    _RELATED["creator_user_id"], _RELATED["creator_email"], _RELATED["user_is_active"])
+_ORGANIZATION = _RELATED["plan"]  # then its name and slug, as the class's last fields
 _CURRENT_VALUE = len(_RESULT_COLUMNS) - 1
 # The current value, or the previous one during a grace period (checked below).
 _LOOKUP_SQL = (f"SELECT {_SELECTED}{_FROM}"
@@ -128,23 +134,26 @@ class AuthenticatedToken:
 
     @classmethod
     def from_row(cls, values: Sequence[Any]) -> AuthenticatedToken:
-        """From the lookup's columns, in order, converted to Python values."""
-        related = {label: values[index] for label, index in _RELATED.items()}
+        """From the lookup's columns, in order, converted to Python values. Positional: the token's
+        columns are this class's first fields, in the same order (checked below)."""
         return cls(
-            **dict(zip(_TOKEN_NAMES, values, strict=False)),
-            current_value=bool(values[_CURRENT_VALUE]),
-            creator_role=related["creator_role"],
-            creator_live=membership_is_live(related["membership_removed_at"], related["user_is_active"],
-                                            related["partner_removed_at"]),
-            creator_user=CreatorRef(related["creator_user_id"], related["creator_email"]),
-            plan=related["plan"],
-            organization_name=related["organization_name"],
-            organization_slug=related["organization_slug"],
+            *values[:_TOKEN_COUNT],
+            bool(values[_CURRENT_VALUE]),
+            values[_ROLE],
+            membership_is_live(values[_MEMBERSHIP_REMOVED_AT], values[_USER_IS_ACTIVE], values[_PARTNER_REMOVED_AT]),
+            CreatorRef(values[_USER_ID], values[_USER_EMAIL]),
+            *values[_ORGANIZATION:_CURRENT_VALUE],
         )
 
     def record_use(self, usage_count: int, now: datetime, client_ip: str) -> None:
         """Update this token as counting one more request leaves it."""
         self.usage_count, self.last_used_at, self.last_used_ip = usage_count, now, client_ip
+
+
+# from_row builds the token from its columns by position: the class's fields must follow the lookup's columns.
+assert [f.name for f in fields(AuthenticatedToken)] == [
+    *_TOKEN_NAMES, "current_value", "creator_role", "creator_live", "creator_user",
+    *list(_RELATED_COLUMNS)[_ORGANIZATION - _TOKEN_COUNT:]], "AuthenticatedToken's fields and the lookup's columns differ"
 
 
 class _Lookup:
