@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 from flask import Flask, g, jsonify, make_response, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
@@ -36,16 +36,20 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 5  # a database or Redis that went away: retry
 log = logging.getLogger("keyward")
 
 
+class ApiRequestSession(SecureCookieSession):
+    """The empty session of an API request: never read from a cookie, never saved."""
+
+
 class BrowserOnlySessionInterface(SecureCookieSessionInterface):
     """API requests neither read nor set a session cookie; a browser session never reaches the API."""
 
     def open_session(self, app, request):
         if request.path.startswith(API_PREFIX):
-            return self.session_class()
+            return ApiRequestSession()
         return super().open_session(app, request)
 
     def save_session(self, app, session, response):
-        if request.path.startswith(API_PREFIX):
+        if isinstance(session, ApiRequestSession):
             return None
         return super().save_session(app, session, response)
 

@@ -48,8 +48,9 @@ def init_app(app: Flask) -> None:
     # First of all before_request functions, so whatever runs next (CSRF checks, guards) and logs
     # already has the id and the start time that durations are measured from.
     def begin() -> None:
-        g.request_started = time.perf_counter()
-        current()
+        state = g._get_current_object()  # one look through the proxy, not three
+        state.request_started = time.perf_counter()
+        state.request_id = _incoming() or _fresh_id()
 
     app.before_request_funcs.setdefault(None, []).insert(0, begin)
     http_headers.add_per_request(app, lambda: ((HEADER, current()),))

@@ -343,11 +343,10 @@ def test_a_lookup_connection_the_server_dropped_costs_no_request(client, app, ma
         if engine.dialect.name != "postgresql":
             pytest.skip("a server that drops connections: PostgreSQL (TEST_DATABASE_URL)")
         lookup = authn._lookup()
-        held = lookup.held.take()  # the connection the lookup just used and keeps for the next one
-        cursor = held.cursor()
+        held = lookup.held.take()  # the connection (and cursor) the lookup just used, kept for the next one
+        cursor = held[1]
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
-        cursor.close()
         lookup.held.give_back(held)
         with db.engine.connect() as other:
             assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
