@@ -42,7 +42,7 @@ Pair = tuple[str, str]  # (scope, permission)
 
 def _ordered(labels: Iterable[str], known: tuple[str, ...]) -> list[str]:
     """Known labels in their fixed order, then unknown ones in the order first given; no repeats."""
-    given = list(dict.fromkeys(labels))
+    given = dict.fromkeys(labels)  # ordered, and a label is found in it without a scan
     return [label for label in known if label in given] + [label for label in given if label not in known]
 
 
