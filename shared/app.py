@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from functools import cached_property, wraps
 from inspect import iscoroutinefunction
@@ -10,7 +11,7 @@ from itertools import chain
 from pathlib import Path
 
 import redis
-from flask import Flask, g, jsonify, make_response, render_template, request, send_from_directory
+from flask import Flask, Response, g, jsonify, make_response, render_template, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_login import current_user
@@ -64,6 +65,22 @@ class BoundedJSONProvider(DefaultJSONProvider):
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
 
+    def dumps(self, obj, **kwargs):
+        # Every API answer is compact JSON: one encoder, made once (json.dumps with options makes a
+        # new one each call).
+        if kwargs == _COMPACT:
+            return self._compact_encoder.encode(obj)
+        return super().dumps(obj, **kwargs)
+
+    @cached_property
+    def _compact_encoder(self) -> json.JSONEncoder:
+        # Made on first use: after create_app has set sort_keys.
+        return json.JSONEncoder(default=self.default, ensure_ascii=self.ensure_ascii, sort_keys=self.sort_keys,
+                                **_COMPACT)
+
+
+_COMPACT = {"separators": (",", ":")}  # what Flask's response() asks for outside debug mode
+
 
 class ChunkedBodyLimit:
     """WSGI middleware: a body sent without Content-Length (chunked) is read here, up to one byte
@@ -93,11 +110,32 @@ class ChunkedBodyLimit:
         return self.wsgi_app(environ, start_response)
 
 
+class KeywardResponse(Response):
+    """Werkzeug's response, sending its own headers when they need no fix. `get_wsgi_headers`
+    copies every header (each checked again) to fix a Location, a Content-Location or the length
+    of a body-less status; an answer with its length set, a 2xx status other than 204 and neither
+    header (every API answer, most pages) needs none of that, and the copy cost an API request
+    about a twentieth of its time (bench/README.md)."""
+
+    def get_wsgi_headers(self, environ):
+        status = self.status_code
+        if 200 <= status < 300 and status != 204:
+            names = {name.lower() for name, _ in self.headers}
+            if "content-length" in names and not names & _FIXED_BY_WERKZEUG:
+                return self.headers
+        return super().get_wsgi_headers(environ)
+
+
+_FIXED_BY_WERKZEUG = {"location", "content-location"}
+
+
 class KeywardFlask(Flask):
     """Flask, asking once whether each hook and view is a coroutine function: Flask asks
     `inspect.iscoroutinefunction` of every hook and the view on every request (six times for an
     API request). None of ours is; anything not registered before the first request (which Flask
     forbids anyway) is still asked each time."""
+
+    response_class = KeywardResponse
 
     def ensure_sync(self, func):
         if func in self._plain_functions:
