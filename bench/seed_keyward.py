@@ -1,6 +1,7 @@
 """Seed a migrated Keyward database for the benchmark: an enterprise organization, its owner and
 N tokens, all made through Keyward's own CLI commands (`orgs create`, `users create`,
-`tokens create`), run in this one process so that N tokens cost one application start, not N.
+`tokens create`), run in this one process so that N tokens cost one application start, not N;
+then ANALYZE, as the bare service's seed does.
 
 Run by bench/run.py with the server's environment (DATABASE_URL, KEYWARD_TOKEN_PEPPER,
 KEYWARD_PASSWORD, ...); prints one line `BENCH_SECRETS ["kw_...", ...]`.
@@ -43,6 +44,15 @@ def main() -> None:
                for i in range(args.tokens)]
     if len(set(secrets)) != len(secrets) or not all(secrets):
         raise SystemExit(f"seed_keyward: `tokens create` did not print one secret each: {secrets!r}")
+    # Planner statistics, as the bare service's seed takes them (and as autovacuum keeps them on a
+    # live database): without them PostgreSQL plans the lookup's joins for tables of unknown size.
+    from sqlalchemy import text
+
+    from shared.core.extensions import db
+
+    with app.app_context():
+        with db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     print("BENCH_SECRETS " + json.dumps(secrets))
 
 
