@@ -50,9 +50,8 @@ def main() -> None:
 
     from shared.core.extensions import db
 
-    with app.app_context():
-        with db.engine.connect() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+    with app.app_context(), db.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     print("BENCH_SECRETS " + json.dumps(secrets))
 
 

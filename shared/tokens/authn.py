@@ -23,8 +23,8 @@ from sqlalchemy.exc import DBAPIError
 from shared.core import clock
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import AuthError, PlanRequired
-from shared.core.held import Held
 from shared.core.extensions import db
+from shared.core.held import Held
 from shared.core.netaddr import address_allowed
 from shared.identity import roles
 from shared.models import (
