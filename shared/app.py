@@ -26,7 +26,7 @@ from shared.core.config import build_config, engine_options
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
-from shared.core.http_headers import add_per_request, init_security
+from shared.core.http_headers import add_per_request, header_names, init_security
 from shared.core.validation import MAX_ID
 from shared.tokens import usage_flush
 from shared.tokens.log_masking import install_secret_masking
@@ -120,7 +120,7 @@ class KeywardResponse(Response):
     def get_wsgi_headers(self, environ):
         status = self.status_code
         if 200 <= status < 300 and status != 204:
-            names = {name.lower() for name, _ in self.headers}
+            names = header_names(self)
             if "content-length" in names and not names & _FIXED_BY_WERKZEUG:
                 return self.headers
         return super().get_wsgi_headers(environ)
