@@ -486,14 +486,21 @@ def test_readyz_reports_the_queue_and_rate_limit_redis_and_503_when_it_stops(app
     assert client.get("/healthz").status_code == 200  # liveness: the database still answers
 
 
-def test_without_the_rate_limit_redis_requests_are_refused_as_unavailable_never_a_500(app_with, own_redis,
-                                                                                       caplog):
-    port, redis_process = own_redis
+def _serving_on_own_redis(app_with, port: int):
+    """An app whose rate limits and tallies are in the test's own Redis, a token, and one request
+    it answered: (factory, issued token, client)."""
     app = app_with(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
     make = Factory(app)
     issued = make.token(make.api_member(make.org(), "editor"))
     client = app.test_client()
     assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    return make, issued, client
+
+
+def test_without_the_rate_limit_redis_requests_are_refused_as_unavailable_never_a_500(app_with, own_redis,
+                                                                                       caplog):
+    port, redis_process = own_redis
+    _, issued, client = _serving_on_own_redis(app_with, port)
     redis_process.kill()
     redis_process.wait(10)
 
@@ -516,11 +523,7 @@ def test_a_redis_connection_dropped_or_scripts_forgotten_cost_no_request_and_no_
     import redis
 
     port, _ = own_redis
-    app = app_with(RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{port}/0")
-    make = Factory(app)
-    issued = make.token(make.api_member(make.org(), "editor"))
-    client = app.test_client()
-    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    make, issued, client = _serving_on_own_redis(app_with, port)
     admin = redis.Redis(port=port)
     counting = [client_info["id"] for client_info in admin.client_list() if client_info["cmd"] == "evalsha"]
     assert counting  # the connection the count ran on, kept for the next request
