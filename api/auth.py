@@ -8,7 +8,7 @@ from flask import g, request
 from sqlalchemy.orm import joinedload
 
 from shared.audit.record import Actor
-from shared.core import ratelimits
+from shared.core import current, ratelimits
 from shared.core.errors import AuthError, ServiceError
 from shared.core.extensions import db
 from shared.core.netaddr import client_address
@@ -25,7 +25,7 @@ def token_required(scope: str | None = None):
         def wrapper(*args, **kwargs):
             address = client_address()
             accounting = usage_tally.accounting()
-            served = request._get_current_object()  # one look through the proxy, not five
+            served = current.request()
             method, headers = served.method, served.headers
             # An address that failed too often is refused before anything else. With Redis the
             # count's own round trip reads its failures (one round trip per request, not two), so
@@ -41,7 +41,9 @@ def token_required(scope: str | None = None):
                 # A refused request still counts (a refusal comes after the rate limit), but not as a use of a right.
                 right = (scope, method) if decision is not None and decision.allowed else None
                 # The rate limit, then the tally of an accepted request: no database write.
-                g.rate_state, g.authenticated_token = accounting.count_request(token, address, right, "auth")
+                state = current.g()
+                state.rate_state, state.authenticated_token = accounting.count_request(
+                    token, address, right, "auth")
             except ServiceError as error:
                 if counting_checks_failures and not isinstance(error, ratelimits.RateLimited):
                     ratelimits.refuse_if_failing("auth", address)
@@ -59,7 +61,7 @@ def token_required(scope: str | None = None):
 
 def authenticated_token() -> authn.AuthenticatedToken:
     """The calling token as authentication read it (enough for its summary and rights)."""
-    return g.authenticated_token
+    return current.g().authenticated_token
 
 
 def current_token() -> ApiToken:

@@ -17,7 +17,7 @@ from flask import g, request
 
 from api.auth import token_required
 from api.blueprint import bp
-from shared.core import dates, ratelimits, validation
+from shared.core import current, dates, ratelimits, validation
 from shared.core.errors import InvalidRequest
 from shared.core.netaddr import client_address
 
@@ -340,17 +340,18 @@ def endpoint(method: str, rule: str, *, summary: str, scope: str | None, tag: st
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def validated(**kwargs):
-            if operation.query or request.query_string:  # no parsing for a request without one
+            served = current.request()
+            if operation.query or served.query_string:  # no parsing for a request without one
                 kwargs["query"] = parse_query(operation.query)
             if operation.body is not None:
-                payload = request.get_json(silent=True)
-                if payload is None and operation.body.optional and not request.get_data(cache=True):
+                payload = served.get_json(silent=True)
+                if payload is None and operation.body.optional and not served.get_data(cache=True):
                     payload = {}
                 if payload is None:
                     raise InvalidRequest("Send a JSON object with Content-Type: application/json",
                                          fields={"body": "Expected a JSON object"})
                 kwargs["body"] = operation.body.parse(payload)
-            g.operation = operation
+            current.g().operation = operation
             return view(**kwargs)
 
         def limited(**kwargs):

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
-from shared.core import logs, metrics, ratelimits, request_ids
+from shared.core import current, logs, metrics, ratelimits, request_ids
 from shared.core.config import build_config, engine_options
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
@@ -237,7 +237,7 @@ def _browser_hooks_skip_the_api(app: Flask) -> None:
     def skipping_api(hook, after: bool):
         @wraps(hook)
         def browser_only(*response):
-            if request.path.startswith(API_PREFIX):
+            if current.request().path.startswith(API_PREFIX):
                 return response[0] if after else None
             return hook(*response)
 
@@ -359,7 +359,7 @@ def _register_error_handlers(app: Flask) -> None:
         return _error_page(500, "Something went wrong on our side.")
 
     def rate_limit_headers():
-        state = g.get("rate_state")
+        state = current.g().get("rate_state")
         return state.headers().items() if state is not None else ()  # a 429 already carries them
 
     add_per_request(app, rate_limit_headers)

@@ -26,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from itertools import chain
 
-from flask import Flask, Response, request
+from flask import Flask, Response
+
+from shared.core import current
 
 CSP_DIRECTIVES = (
     "default-src 'self'",
@@ -85,7 +87,7 @@ def init_security(app: Flask, api_prefix: str) -> None:
     @app.after_request
     def response_headers(response: Response) -> Response:
         present = header_names(response)
-        path = request.path
+        path = current.request().path
         fixed = api_headers if path.startswith(api_prefix) else page_headers
         add_absent(response, chain(fixed, *(provide() for provide in per_request)), present)
         if "cache-control" not in present and not path.startswith(static_prefix):

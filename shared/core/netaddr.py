@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from flask import current_app, request
+from shared.core import current
 
 
 def client_address() -> str:
@@ -15,11 +15,12 @@ def client_address() -> str:
     each trusted proxy appends the address it received the request from, so everything further
     left was written by the client and cannot be trusted.
     """
-    peer = request.remote_addr or ""
-    hops = current_app.config.get("KEYWARD_TRUSTED_PROXIES", 0)
+    served = current.request()
+    peer = served.remote_addr or ""
+    hops = current.app().config.get("KEYWARD_TRUSTED_PROXIES", 0)
     if hops <= 0:
         return peer
-    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    forwarded = [part.strip() for part in served.headers.get("X-Forwarded-For", "").split(",")]
     forwarded = [part for part in forwarded if part]
     if len(forwarded) < hops:
         return peer

@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-from flask import Flask, current_app
+from flask import Flask
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 
-from shared.core import clock
+from shared.core import clock, current
 from shared.core.errors import ServiceError
 from shared.core.window_counters import WindowCounters
 
@@ -36,7 +36,7 @@ def init_app(app: Flask) -> None:
 
 
 def _storage() -> Storage | WindowCounters:
-    return current_app.extensions[EXTENSION]
+    return current.app().extensions[EXTENSION]
 
 
 @cache
@@ -72,7 +72,7 @@ class RateState:
 
 def _key(*identifiers: str) -> tuple[str, ...]:
     # One prefix for every Keyward bucket, so instances sharing a Redis can be kept apart.
-    return (current_app.config.get("RATELIMIT_KEY_PREFIX") or "keyward", *identifiers)
+    return (current.app().config.get("RATELIMIT_KEY_PREFIX") or "keyward", *identifiers)
 
 
 def window_now() -> float:
@@ -107,7 +107,7 @@ def _hit(limit_text: str, *identifiers: str) -> RateState:
 
 
 def token_limit_for(plan: str) -> str:
-    limits = current_app.config["KEYWARD_RATE_LIMITS"]
+    limits = current.app().config["KEYWARD_RATE_LIMITS"]
     return limits.get(plan) or limits.get("free") or "60/minute"
 
 
@@ -153,7 +153,7 @@ def token_window(token_id: int, plan: str) -> Window:
 
 def _failure_limit(kind: str) -> str:
     """KEYWARD_<KIND>_FAILURE_LIMIT: failures allowed per bucket of that kind."""
-    return current_app.config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
+    return current.app().config[f"KEYWARD_{kind.upper()}_FAILURE_LIMIT"]
 
 
 def failure_window(kind: str, bucket: str) -> Window:
@@ -169,7 +169,7 @@ def storage() -> Storage | WindowCounters:
 
 def hit_address(kind: str, address: str) -> RateState:
     """Count one request of an unauthenticated endpoint per client address (KEYWARD_<KIND>_LIMIT)."""
-    return _hit(current_app.config[f"KEYWARD_{kind.upper()}_LIMIT"], kind, address)
+    return _hit(current.app().config[f"KEYWARD_{kind.upper()}_LIMIT"], kind, address)
 
 
 def _test(limit_text: str, *identifiers: str) -> RateState | None:

@@ -13,18 +13,21 @@ import random
 import re
 import time
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, has_request_context
 
 from shared.core import http_headers
+from shared.core.current import app as served_app
+from shared.core.current import g as request_globals
+from shared.core.current import request as served_request
 
 HEADER = "X-Request-Id"
 _LOOKS_LIKE_AN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def _incoming() -> str | None:
-    if current_app.config.get("KEYWARD_TRUSTED_PROXIES", 0) <= 0:
+    if served_app().config.get("KEYWARD_TRUSTED_PROXIES", 0) <= 0:
         return None
-    value = request.headers.get(HEADER)
+    value = served_request().headers.get(HEADER)
     return value if value and _LOOKS_LIKE_AN_ID.fullmatch(value) else None
 
 
@@ -38,9 +41,10 @@ def current() -> str | None:
     """The id of the request being served (made on first use), or None outside a request."""
     if not has_request_context():
         return None
-    request_id = g.get("request_id")
+    state = request_globals()
+    request_id = state.get("request_id")
     if request_id is None:
-        request_id = g.request_id = _incoming() or _fresh_id()
+        request_id = state.request_id = _incoming() or _fresh_id()
     return request_id
 
 
@@ -48,7 +52,7 @@ def init_app(app: Flask) -> None:
     # First of all before_request functions, so whatever runs next (CSRF checks, guards) and logs
     # already has the id and the start time that durations are measured from.
     def begin() -> None:
-        state = g._get_current_object()  # one look through the proxy, not three
+        state = request_globals()
         state.request_started = time.perf_counter()
         state.request_id = _incoming() or _fresh_id()
 

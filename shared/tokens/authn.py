@@ -16,11 +16,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import Connection, Engine, Integer, column, event, text
 from sqlalchemy.exc import DBAPIError
 
-from shared.core import clock
+from shared.core import clock, current
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import AuthError, PlanRequired
 from shared.core.extensions import db
@@ -244,7 +244,7 @@ class _Lookup:
 
 
 def _lookup(app: Flask | None = None) -> _Lookup:
-    app = app or current_app
+    app = app or current.app()
     lookup = app.extensions.get(LOOKUP_EXTENSION)
     if lookup is None:
         with app.app_context():

@@ -12,10 +12,7 @@ import secrets
 import zlib
 from typing import TYPE_CHECKING
 
-from flask import current_app
-
-if TYPE_CHECKING:
-    from shared.models import ApiToken
+from shared.core import current
 
 if TYPE_CHECKING:
     from shared.models import ApiToken
@@ -28,7 +25,7 @@ CHECKSUM_HEX = 8  # CRC32 of those 56 characters
 
 
 def _prefix() -> str:
-    return current_app.config["KEYWARD_TOKEN_PREFIX"]
+    return current.app().config["KEYWARD_TOKEN_PREFIX"]
 
 
 def _checksum(body: str) -> str:
@@ -57,7 +54,7 @@ def is_well_formed(value: str) -> bool:
 
 def hash_secret(value: str) -> str:
     """HMAC-SHA256 with the server pepper: a stolen database alone cannot verify guesses."""
-    pepper = current_app.config["KEYWARD_TOKEN_PEPPER"].encode()
+    pepper = current.app().config["KEYWARD_TOKEN_PEPPER"].encode()
     return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()
 
 

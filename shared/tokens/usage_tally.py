@@ -16,14 +16,16 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from flask import Flask, current_app
+from flask import Flask
+
+from shared.core import current
 
 EXTENSION = "keyward.usage"
 
 
 def accounting(app: Flask | None = None):
     """The app's usage accounting (shared.usage_flush.UsageAccounting): where requests are tallied."""
-    return (app or current_app).extensions[EXTENSION]
+    return (app or current.app()).extensions[EXTENSION]
 
 
 @dataclass(slots=True)
