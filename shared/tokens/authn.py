@@ -213,7 +213,9 @@ class _Lookup:
             return None
         values = list(row)
         for index, convert in self.converters:
-            values[index] = convert(values[index])
+            value = values[index]
+            if value is not None:  # every processor maps None to None; most of the row's optional columns are
+                values[index] = convert(value)
         return AuthenticatedToken.from_row(values)
 
     def _open(self) -> tuple[Any, Any]:

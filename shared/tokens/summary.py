@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from shared.core.dates import iso
 from shared.models import ApiToken
 from shared.tokens import rights
 from shared.tokens.format import mask
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
 
 def token_summary(token: ApiToken | AuthenticatedToken) -> dict[str, Any]:
     """The API's token object. Never the secret."""
-    from shared.core.dates import iso
-
     creator_user = token.creator_user
     return {
         "id": token.public_id,
