@@ -131,9 +131,10 @@ def main() -> None:
             env = bench.bare_env(bare_url, quiet)
             prepared["bare"] = (env, bench.prepare_bare(env, 1)[0])
         jobs = [(service, requests) for service in services for requests in (0, args.requests)]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            counts = dict(zip(jobs, pool.map(
-                lambda job: _count(job[0], prepared[job[0]][1], job[1], prepared[job[0]][0], args.profile), jobs)))
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two valgrinds at once, one per core
+            running = {job: pool.submit(_count, job[0], prepared[job[0]][1], job[1], prepared[job[0]][0],
+                                        args.profile) for job in jobs}
+            counts = {job: future.result() for job, future in running.items()}
     database = "PostgreSQL + Redis" if args.postgres else "SQLite"
     print(f"Instructions per GET me ({database}, {args.requests} requests after {WARM_UP} to warm up):")
     per_request = {}
