@@ -2,7 +2,7 @@
 
 Flask's `current_app`, `request` and `g` are proxies: each attribute read through one runs
 Werkzeug's proxy machinery (a descriptor, a closure, a context-variable read, an attribute getter).
-The API's hot path read them about thirty times per request, which cost it about a tenth of its
+The API's hot path read them about thirty times per request, which cost it 15 % of its
 instructions (bench/instructions.py). Code on that path takes the object here, once, and reads it;
 everywhere else the proxies are the simpler choice.
 """

@@ -214,7 +214,7 @@ class _Lookup:
         values = list(row)
         for index, convert in self.converters:
             value = values[index]
-            if value is not None:  # every processor maps None to None; most of the row's optional columns are
+            if value is not None:  # every processor maps None to None, and most optional columns hold None
                 values[index] = convert(value)
         return AuthenticatedToken.from_row(values)
 
