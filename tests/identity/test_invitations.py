@@ -136,7 +136,10 @@ def test_an_existing_account_joins_only_by_accepting(app, make, acme, owner, run
     assert login(app.test_client(), bob.email, bob.password).status_code == 302  # his password is his
 
 
-def test_the_invite_form_answers_the_same_whether_or_not_the_email_has_an_account(app, make, acme, owner):
+def test_the_invite_form_answers_the_same_whether_or_not_the_email_has_an_account(app, make, acme, owner,
+                                                                                    clock):
+    # The clock stands still: each answer shows its link's expiry to the minute, and two requests
+    # either side of a minute's turn would differ for that reason alone.
     make.member(make.org(name="Elsewhere"), "editor", email="known@example.test")
     client = app.test_client()
     login(client, owner)
