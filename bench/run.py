@@ -10,7 +10,8 @@ Two configurations: SQLite with 2 gunicorn workers (rate limits in memory), and 
      organization, an owner and 32 tokens made with Keyward's CLI (rate limits far above what the
      machine can serve); the bare service's table gets the same number of rows;
   2. the in-process cost of one request (bench/micro.py: Flask test client, phases timed);
-  3. the three services, each served by gunicorn with gunicorn.conf.py and the same worker settings;
+  3. the three services (with Redis a fourth: the bare lookup also counting each request in Redis),
+     each served by gunicorn with gunicorn.conf.py and the same worker settings;
      warm-up, then wrk (2 threads) loads each for the same time: GET me at 16 connections, /healthz,
      and the hot-spot pair at 32 connections; `--repeat N` runs N rounds, interleaved.
 Then a table per configuration with medians and min–max spreads, the ratios against their targets,
@@ -65,6 +66,7 @@ GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 
 KEYWARD_PG_DB = "kw_bench"
 BARE_PG_DB = "kw_bench_bare"
+BARE_REDIS = "bare+redis"  # the bare lookup counting each request in Redis (Redis configuration only)
 DRF_PG_DB = "kw_bench_drf"
 UNLIMITED = "free=1000000000/minute;business=1000000000/minute;enterprise=1000000000/minute"
 TARGET_AUTH_SHARE = 0.60  # authenticated req/s >= 60 % of the same server's /healthz
@@ -410,7 +412,7 @@ class Series:
 
 @dataclass
 class Service:
-    name: str  # keyward / bare / drf
+    name: str  # keyward / bare / bare+redis / drf
     server: Server
     path: str
     headers: list[str]  # "Authorization: ..." for each seeded token, the first one used by "me"
@@ -441,7 +443,7 @@ def take_sample(service: Service, case: Case, round_index: int, args, *, duratio
 
 def describe(service: Service, case: Case, sample: Sample) -> str:
     r = sample.result
-    return (f"    round {sample.round + 1}: {service.name:<7} {case.label:<22} c{case.connections:<3} "
+    return (f"    round {sample.round + 1}: {service.name:<10} {case.label:<22} c{case.connections:<3} "
             f"{r.rps:7.0f} req/s  p50 {r.p50_ms:6.1f} ms  p99 {r.p99_ms:6.1f} ms  "
             f"server CPU {sample.cpu_ms:5.2f} ms/req  cores: server {sample.server_cores:.2f} "
             f"wrk {sample.loadgen_cores:.2f} other {sample.other_cores:.2f}  "
@@ -456,6 +458,7 @@ def make_cases(args) -> dict[str, list[Case]]:
            Case("hot-n", f"GET me, {args.tokens} tokens", args.hot_connections, args.tokens, rotate=True)]
     return {"keyward": [me, healthz] + ([] if args.skip_hotspot else hot),
             "bare": [me] + ([] if args.skip_hotspot else hot),
+            BARE_REDIS: [me],
             "drf": [me, healthz]}
 
 
@@ -581,8 +584,12 @@ def bench_config(config: Config, args, workdir: Path, redis_url: str | None) -> 
     if not args.skip_bare:
         say(f"  bare lookup service: its own table with the same {args.tokens} rows")
         b_env = bare_env(urls["bare"], server_env)
-        plan.append(("bare", BARE_DIR, GUNICORN, "app:app", b_env, "/me",
-                     [f"Authorization: Bearer {k}" for k in prepare_bare(b_env, args.tokens)]))
+        bare_headers = [f"Authorization: Bearer {k}" for k in prepare_bare(b_env, args.tokens)]
+        plan.append(("bare", BARE_DIR, GUNICORN, "app:app", b_env, "/me", bare_headers))
+        if config.rate_limits == "redis":
+            say("  bare lookup + Redis count: the same service and rows, counting each request in Redis")
+            plan.append((BARE_REDIS, BARE_DIR, GUNICORN, "app:app", {**b_env, "BENCH_BARE_REDIS_URL": redis_url},
+                         "/me", bare_headers))
     if not args.skip_drf:
         say("  DRF + djangorestframework-api-key: migrating, creating an API key")
         d_env = drf_env(urls["drf"], server_env)
@@ -625,6 +632,7 @@ def comparisons(config: Config, args) -> list[dict]:
         (f"Keyward hot spot: 1 token / {args.tokens} tokens", ("keyward", "hot-1"), ("keyward", "hot-n"),
          ("within", TARGET_HOTSPOT)),
         (f"bare hot spot: 1 token / {args.tokens} tokens", ("bare", "hot-1"), ("bare", "hot-n"), None),
+        ("Keyward / bare + Redis count, GET me", ("keyward", "me"), (BARE_REDIS, "me"), None),
     ]
     found = []
     for name, top, bottom, target in wanted:
@@ -654,7 +662,7 @@ def fmt_range(low: float, high: float, digits: int = 0) -> str:
 
 def table(config: Config, args) -> str:
     spread = args.repeat > 1
-    head = (f"{'service':<8}{'measurement':<22}{'conns':>5} {'req/s':>7}"
+    head = (f"{'service':<11}{'measurement':<22}{'conns':>5} {'req/s':>7}"
             + (f" {'(min–max)':<13}" if spread else "")
             + f" {'p50':>8} {'p99':>8}" + (f" {'(p99 min–max)':<15}" if spread else "")
             + f" {'CPU/req':>8} {'other':>5} {'errors':>6}")
@@ -663,7 +671,7 @@ def table(config: Config, args) -> str:
         for case in service.cases:
             s = service.series[case.key]
             lines.append(
-                f"{service.name:<8}{case.label:<22}{case.connections:>5} {s.median('rps'):7.0f}"
+                f"{service.name:<11}{case.label:<22}{case.connections:>5} {s.median('rps'):7.0f}"
                 + (f" ({fmt_range(*s.spread('rps'))})".ljust(14) if spread else "")
                 + f" {s.median('p50_ms'):6.1f}ms {s.median('p99_ms'):6.1f}ms"
                 + (f" ({fmt_range(*s.spread('p99_ms'), 1)})".ljust(16) if spread else "")
@@ -673,11 +681,13 @@ def table(config: Config, args) -> str:
 
 def describe_comparison(item: dict, repeat: int) -> str:
     rounds = item["rounds"]
-    text = f"  {item['name']:<38} {item['median']:5.2f}"
+    text = f"  {item['name']:<40} {item['median']:5.2f}"
     text += f"  (rounds {fmt_range(min(rounds), max(rounds), 2)})" if repeat > 1 else ""
     text += f"  by CPU/req {item['cpu_ratio']:4.2f}" if item["cpu_ratio"] is not None else ""
     target = item["target"]
-    if target is None:
+    if target is None and item["over"][0] == BARE_REDIS:
+        note = "no target: both count in Redis (bench/README.md)"
+    elif target is None:
         note = "no target (Keyward/DRF targets SQLite only)" if item["of"][1] == "me" else \
             "control: no per-token state, no target"
     elif target[0] == "min":

@@ -8,7 +8,10 @@ bench/run.py serves it with the project venv's gunicorn and the same gunicorn.co
 Keyward; GET /healthz (SELECT 1) only tells run.py the server is up.
 
 Environment: BENCH_BARE_DATABASE_URL (sqlite:////absolute/path.db or postgresql://user@host/name)
-and BENCH_BARE_PEPPER. Seeding, one key per stdin line (run.py does this before serving):
+and BENCH_BARE_PEPPER. With BENCH_BARE_REDIS_URL set, each accepted request is also counted in
+Redis: one INCR of the key's one-minute window, with its expiry, in one pipelined round trip and no
+limit applied. That is the least a service does that counts every request where all its processes
+see it, as Keyward does with Redis (the yardstick for the question in bench/README.md). Seeding, one key per stdin line (run.py does this before serving):
     python bench/bare_service/app.py seed < keys.txt
 """
 
@@ -20,12 +23,14 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask, request
 
 DATABASE_URL = os.environ.get("BENCH_BARE_DATABASE_URL", "sqlite:////tmp/bare_bench.db")
 PEPPER = os.environ.get("BENCH_BARE_PEPPER", "bench-only-not-a-secret").encode()
+REDIS_URL = os.environ.get("BENCH_BARE_REDIS_URL")
 IS_SQLITE = DATABASE_URL.startswith("sqlite")
 PLACEHOLDER = "?" if IS_SQLITE else "%s"
 LOOKUP = f"SELECT id, name, org, created_at FROM bare_tokens WHERE key_hash = {PLACEHOLDER}"
@@ -79,6 +84,19 @@ def _query_one(sql: str, params: tuple = ()):
         return conn.execute(sql, params).fetchone()
 
 
+def _count_in_redis(token_id: int) -> None:
+    client = getattr(_local, "redis", None)
+    if client is None:
+        import redis
+
+        client = _local.redis = redis.Redis.from_url(REDIS_URL)
+    key = f"bare:{token_id}:{int(time.time() // 60)}"
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 120)
+    pipe.execute()
+
+
 def hash_key(key: str) -> str:
     return hmac.new(PEPPER, key.encode(), hashlib.sha256).hexdigest()
 
@@ -92,6 +110,8 @@ def me():
     if row is None:
         return {"error": "invalid token"}, 401
     token_id, name, org, created_at = row
+    if REDIS_URL:
+        _count_in_redis(token_id)
     return {"token": {"id": token_id, "name": name, "org": org, "created_at": created_at}}
 
 
