@@ -9,9 +9,10 @@ Keyward; GET /healthz (SELECT 1) only tells run.py the server is up.
 
 Environment: BENCH_BARE_DATABASE_URL (sqlite:////absolute/path.db or postgresql://user@host/name)
 and BENCH_BARE_PEPPER. With BENCH_BARE_REDIS_URL set, each accepted request is also counted in
-Redis: one INCR of the key's one-minute window, with its expiry, in one pipelined round trip and no
-limit applied. That is the least a service does that counts every request where all its processes
-see it, as Keyward does with Redis (the yardstick for the question in bench/README.md). Seeding, one key per stdin line (run.py does this before serving):
+Redis: one INCR of the token's one-minute window, with its expiry, in one round trip on a held
+connection (as Keyward sends its count), and no limit applied. That is the least a service does
+that counts every request where all its processes see it, as Keyward does with Redis (run.py's
+"bare+redis" row). Seeding, one key per stdin line (run.py does this before serving):
     python bench/bare_service/app.py seed < keys.txt
 """
 
@@ -84,17 +85,21 @@ def _query_one(sql: str, params: tuple = ()):
         return conn.execute(sql, params).fetchone()
 
 
+# One Redis round trip per accepted request, sent the lean way Keyward's count is (a held
+# connection, one EVALSHA): the window's INCR, and its expiry when the INCR made it.
+_INCR = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+
+
 def _count_in_redis(token_id: int) -> None:
-    client = getattr(_local, "redis", None)
-    if client is None:
+    held = getattr(_local, "redis", None)
+    if held is None:
         import redis
 
-        client = _local.redis = redis.Redis.from_url(REDIS_URL)
-    key = f"bare:{token_id}:{int(time.time() // 60)}"
-    pipe = client.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, 120)
-    pipe.execute()
+        client = redis.Redis.from_url(REDIS_URL)
+        held = _local.redis = (client.connection_pool.get_connection(), client.script_load(_INCR))
+    connection, sha = held
+    connection.send_command("EVALSHA", sha, 1, f"bare:{token_id}:{int(time.time() // 60)}", 120)
+    connection.read_response()
 
 
 def hash_key(key: str) -> str:
