@@ -15,19 +15,17 @@ import time
 
 from flask import Flask, has_request_context
 
+from shared.core import current as serving  # by another name: this module's own current() is public
 from shared.core import http_headers
-from shared.core.current import app as served_app
-from shared.core.current import g as request_globals
-from shared.core.current import request as served_request
 
 HEADER = "X-Request-Id"
 _LOOKS_LIKE_AN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def _incoming() -> str | None:
-    if served_app().config.get("KEYWARD_TRUSTED_PROXIES", 0) <= 0:
+    if serving.app().config.get("KEYWARD_TRUSTED_PROXIES", 0) <= 0:
         return None
-    value = served_request().headers.get(HEADER)
+    value = serving.request().headers.get(HEADER)
     return value if value and _LOOKS_LIKE_AN_ID.fullmatch(value) else None
 
 
@@ -41,7 +39,7 @@ def current() -> str | None:
     """The id of the request being served (made on first use), or None outside a request."""
     if not has_request_context():
         return None
-    state = request_globals()
+    state = serving.g()
     request_id = state.get("request_id")
     if request_id is None:
         request_id = state.request_id = _incoming() or _fresh_id()
@@ -52,7 +50,7 @@ def init_app(app: Flask) -> None:
     # First of all before_request functions, so whatever runs next (CSRF checks, guards) and logs
     # already has the id and the start time that durations are measured from.
     def begin() -> None:
-        state = request_globals()
+        state = serving.g()
         state.request_started = time.perf_counter()
         state.request_id = _incoming() or _fresh_id()
 
