@@ -25,6 +25,7 @@ from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import AuthError, PlanRequired
 from shared.core.extensions import db
 from shared.core.held import Held
+from shared.core.statements import Statement, statement_for
 from shared.core.netaddr import address_allowed
 from shared.identity import roles
 from shared.models import (
@@ -174,16 +175,11 @@ class _Lookup:
     def __init__(self, engine: Engine):
         self.engine = engine
         dialect = engine.dialect
-        # Positional parameters (sqlite3's ?, psycopg's %s), the hash once per place: cheaper for
-        # the drivers than named ones.
-        self.sql = _LOOKUP_SQL.replace(":token_hash", "?" if dialect.name == "sqlite" else "%s")
-        self.placeholders = _LOOKUP_SQL.count(":token_hash")
         processors = [result.type.dialect_impl(dialect).result_processor(dialect, None)
                       for result in _RESULT_COLUMNS]
         self.converters = [(index, processor) for index, processor in enumerate(processors) if processor]
         self.error = dialect.loaded_dbapi.Error
-        # Each held connection with its cursor, kept too: making one per lookup costs more than
-        # binding the parameters.
+        # Each held connection with its statement (prepared on PostgreSQL), kept too.
         self.held = Held(self._open)
         event.listen(engine, "engine_disposed", self._close_idle)
 
@@ -194,21 +190,20 @@ class _Lookup:
     def give_back(self) -> None:
         """Return the idle connections to the pool: a stopping process's last usage flush takes
         one there, and if the database file has gone meanwhile only an open one can still write."""
-        for connection, cursor in self.held.take_all():
-            cursor.close()
+        for connection, statement in self.held.take_all():
+            statement.close()
             connection.close()
 
     def find(self, token_hash: str) -> AuthenticatedToken | None:
-        params = (token_hash,) * self.placeholders
         try:
-            row = self._fetch(params)
+            row = self._fetch(token_hash)
         except DBAPIError as error:
             if not error.connection_invalidated:
                 raise
             # The server closed a connection (a restart, an idle timeout): the others are as stale,
             # so the pool starts afresh and the read (safe to repeat) runs again.
             self.engine.dispose()
-            row = self._fetch(params)
+            row = self._fetch(token_hash)
         if row is None:
             return None
         values = list(row)
@@ -218,30 +213,29 @@ class _Lookup:
                 values[index] = convert(value)
         return AuthenticatedToken.from_row(values)
 
-    def _open(self) -> tuple[Any, Any]:
+    def _open(self) -> tuple[Any, Statement]:
         connection = self.engine.raw_connection()  # the driver's error when it cannot connect
-        return connection, connection.cursor()
+        return connection, statement_for(connection.dbapi_connection, self.engine.dialect, _LOOKUP_SQL, "token_hash")
 
-    def _fetch(self, params: tuple[str, ...]) -> Sequence[Any] | None:
+    def _fetch(self, token_hash: str) -> Sequence[Any] | None:
         """One run of the statement; a driver error comes out as SQLAlchemy's (503 for the API),
         marked `connection_invalidated` when the connection was found dropped."""
-        connection = cursor = None
+        connection = statement = None
         try:
-            connection, cursor = self.held.take()
-            cursor.execute(self.sql, params)
-            row = cursor.fetchone()
+            connection, statement = self.held.take()
+            row = statement.fetch_one(token_hash)
         except self.error as error:
             dropped = connection is not None and self.engine.dialect.is_disconnect(
-                error, connection.dbapi_connection, cursor)
+                error, connection.dbapi_connection, None)
             if dropped:
                 connection.invalidate()
             elif connection is not None:
-                cursor.close()
+                statement.close()
             if connection is not None:
                 connection.close()
-            raise DBAPIError.instance(self.sql, params, error, self.error, dialect=self.engine.dialect,
+            raise DBAPIError.instance(_LOOKUP_SQL, (token_hash,), error, self.error, dialect=self.engine.dialect,
                                       connection_invalidated=dropped) from error
-        self.held.give_back((connection, cursor))
+        self.held.give_back((connection, statement))
         return row
 
 

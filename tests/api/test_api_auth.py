@@ -343,14 +343,34 @@ def test_a_lookup_connection_the_server_dropped_costs_no_request(client, app, ma
         if engine.dialect.name != "postgresql":
             pytest.skip("a server that drops connections: PostgreSQL (TEST_DATABASE_URL)")
         lookup = authn._lookup()
-        held = lookup.held.take()  # the connection (and cursor) the lookup just used, kept for the next one
-        cursor = held[1]
-        cursor.execute("SELECT pg_backend_pid()")
-        backend = cursor.fetchone()[0]
+        held = lookup.held.take()  # the connection (and statement) the lookup just used, kept for the next one
+        backend = held[0].dbapi_connection.info.backend_pid
         lookup.held.give_back(held)
         with db.engine.connect() as other:
             assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
     assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+
+
+def test_a_lookup_connection_whose_statements_were_discarded_prepares_it_again(client, app, make, editor):
+    """On PostgreSQL the lookup runs a statement prepared on its connection. DISCARD ALL (what a
+    connection pooler runs between clients) drops it: the lookup prepares it again, and the request
+    is answered as any other."""
+    from shared.tokens import authn
+
+    issued = make.token(editor)
+    assert client.get("/api/v1/me", headers=issued.headers).status_code == 200
+    with app.test_request_context():
+        lookup = authn._lookup()
+        if lookup.engine.dialect.name != "postgresql":
+            pytest.skip("statements prepared on the server: PostgreSQL (TEST_DATABASE_URL)")
+        held = lookup.held.take()
+        prepared = held[0].dbapi_connection.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+        held[0].dbapi_connection.execute("DISCARD ALL")
+        lookup.held.give_back(held)
+    assert prepared >= 1
+    response = client.get("/api/v1/me", headers=issued.headers)
+    assert response.status_code == 200
+    assert response.get_json()["token"]["id"] == issued.id
 
 
 @pytest.mark.parametrize("database", ["unreachable", "without tables"])
