@@ -25,8 +25,8 @@ from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import AuthError, PlanRequired
 from shared.core.extensions import db
 from shared.core.held import Held
-from shared.core.statements import Statement, statement_for
 from shared.core.netaddr import address_allowed
+from shared.core.statements import Statement, statement_for
 from shared.identity import roles
 from shared.models import (
     ApiToken,
