@@ -38,6 +38,7 @@ import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import hiredis
 from limits.storage import RedisSentinelStorage, RedisStorage, Storage
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -155,8 +156,9 @@ class RedisTallies:
     def _run_held(self, keys: list, args: list):
         connection = self._held.take()
         try:
+            # hiredis packs the arguments as they are; redis-py's packer first copies them in Python.
             connection.send_packed_command(
-                connection.pack_command("EVALSHA", self._hit_and_tally.sha, len(keys), *keys, *args),
+                [hiredis.pack_command(("EVALSHA", self._hit_and_tally.sha, len(keys), *keys, *args))],
                 check_health=False)
             reply = connection.read_response()
         except ResponseError:
