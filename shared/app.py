@@ -26,7 +26,7 @@ from shared.core.config import build_config, engine_options
 from shared.core.db import AUTOCOMMIT_BIND
 from shared.core.errors import ServiceError
 from shared.core.extensions import csrf, db, login_manager, migrate
-from shared.core.http_headers import add_per_request, header_names, init_security
+from shared.core.http_headers import KeywardHeaders, add_per_request, header_names, init_security
 from shared.core.validation import MAX_ID
 from shared.tokens import usage_flush
 from shared.tokens.log_masking import install_secret_masking
@@ -116,6 +116,9 @@ class KeywardResponse(Response):
     of a body-less status; an answer with its length set, a 2xx status other than 204 and neither
     header (every API answer, most pages) needs none of that, and the copy cost an API request
     about a twentieth of its time (bench/README.md)."""
+
+    def __init__(self, response=None, status=None, headers=None, *args, **kwargs):
+        super().__init__(response, status, KeywardHeaders(headers), *args, **kwargs)
 
     def get_wsgi_headers(self, environ):
         status = self.status_code

@@ -111,6 +111,20 @@ def test_static_files_keep_their_caching_but_get_nosniff(client):
     response.close()
 
 
+def test_a_response_made_by_werkzeug_itself_gets_the_security_headers_too(app_with):
+    """Keyward's responses add the headers they make without Werkzeug's check of each value; a
+    response an extension makes with Werkzeug's own class gets them through Werkzeug's check."""
+    from werkzeug.wrappers import Response as WerkzeugResponse
+
+    app = app_with()
+    app.add_url_rule("/plain-werkzeug", "plain_werkzeug", lambda: WerkzeugResponse("plain", headers={"X-Own": "1"}))
+    response = app.test_client().get("/plain-werkzeug")
+    assert response.status_code == 200 and response.get_data(as_text=True) == "plain"
+    assert_security_headers(response)
+    assert response.headers["X-Own"] == "1" and response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Request-Id"]
+
+
 def test_a_view_that_sets_cache_control_keeps_it(client, make, editor):
     """The show-once API answer sets no-store itself; the headers hook must not override views."""
     key = make.token(editor, scopes=["tokens", "documents"], permissions=["read", "write"])

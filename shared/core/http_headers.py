@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from itertools import chain
 
 from flask import Flask, Response
+from werkzeug.datastructures import Headers
 
 from shared.core import current
 
@@ -67,9 +68,24 @@ def header_names(response: Response) -> set[str]:
     return {name.lower() for name, _ in response.headers}
 
 
+class KeywardHeaders(Headers):
+    """Werkzeug's headers (every response of ours has them, shared/app.py's KeywardResponse), which
+    also take headers Keyward itself made as they are: Werkzeug checks each value it is given for a
+    newline, one call after another per header, which cost an API request about 4 % of its
+    instructions (bench/instructions.py) for values that cannot hold one."""
+
+    def extend_made(self, headers: list[tuple[str, str]]) -> None:
+        """Headers made by Keyward's own code (names and values it chose or computed; a request id
+        taken from a proxy is checked for its characters first): no newline in any."""
+        self._list.extend(headers)
+
+
 def add_absent(response: Response, headers: Iterable[tuple[str, str]], present: set[str]) -> None:
-    """Add each header whose name is not `present` (header_names): one a view set itself is kept."""
-    response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
+    """Add each header whose name is not `present` (header_names): one a view set itself is kept.
+    Each must be made by Keyward itself (see KeywardHeaders.extend_made)."""
+    # Werkzeug's own extend for a response of another class (given whole to Flask by an extension).
+    extend = getattr(response.headers, "extend_made", response.headers.extend)
+    extend([(name, value) for name, value in headers if name.lower() not in present])
 
 
 def add_per_request(app: Flask, provide: Callable[[], Iterable[tuple[str, str]]]) -> None:
