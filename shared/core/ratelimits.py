@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from flask import Flask
 from limits import RateLimitItem, parse
@@ -70,38 +70,44 @@ class RateState:
         return max(1, math.ceil(self.reset - window_now()))
 
 
-def _key(*identifiers: str) -> tuple[str, ...]:
-    # One prefix for every Keyward bucket, so instances sharing a Redis can be kept apart.
-    return (current.app().config.get("RATELIMIT_KEY_PREFIX") or "keyward", *identifiers)
-
-
 def window_now() -> float:
     """Now in unix seconds, for the windows: the app's clock (real time unless one is installed), so
     tests can hold the window a request falls in still. The storage's own expiry stays real."""
     return clock.now().timestamp()
 
 
-@cache
-def _key_ends(item: RateLimitItem) -> tuple[str, str]:
-    """What `item.key_for(*identifiers)` puts before and after the identifiers: the same keys,
-    without its per-call conversions (every API request builds two)."""
-    return item.namespace, f"{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the keys of one limit's windows for one kind of bucket are made of: the key is
+    `<front><bucket><back><window start>`, as `limits`' `item.key_for(prefix, kind, bucket)` makes
+    it plus the start, without its per-call conversions (every API request builds two)."""
+
+    amount: int
+    period: int
+    front: str
+    back: str
 
 
-def _window(item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[str, int, int]:
-    """The current window of this limit and bucket: its storage key, its length and its end."""
-    period = item.get_expiry()
-    start = int(window_now() // period * period)
-    head, tail = _key_ends(item)
-    return f"{head}/{'/'.join(_key(*identifiers))}/{tail}/{start}", period, start + period
-
-
-def _hit(limit_text: str, *identifiers: str) -> RateState:
+@lru_cache(maxsize=1024)
+def _shape(limit_text: str, key_prefix: str, kind: str) -> _Shape:
     item = _parse(limit_text)
-    key, period, reset = _window(item, identifiers)
-    count = _storage().incr(key, period)
-    state = RateState(limit=item.amount, remaining=max(0, item.amount - count), reset=reset)
-    if count > item.amount:
+    return _Shape(item.amount, item.get_expiry(), f"{item.namespace}/{key_prefix}/{kind}/",
+                  f"/{item.amount}/{item.multiples}/{item.GRANULARITY.name}/")
+
+
+def _window(limit_text: str, kind: str, bucket: str) -> tuple[_Shape, str, int]:
+    """The current window of this limit and bucket: its shape, its storage key and its end."""
+    # One prefix for every Keyward bucket, so instances sharing a Redis can be kept apart.
+    shape = _shape(limit_text, current.app().config.get("RATELIMIT_KEY_PREFIX") or "keyward", kind)
+    start = int(window_now() // shape.period * shape.period)
+    return shape, f"{shape.front}{bucket}{shape.back}{start}", start + shape.period
+
+
+def _hit(limit_text: str, kind: str, bucket: str) -> RateState:
+    shape, key, reset = _window(limit_text, kind, bucket)
+    count = _storage().incr(key, shape.period)
+    state = RateState(limit=shape.amount, remaining=max(0, shape.amount - count), reset=reset)
+    if count > shape.amount:
         raise RateLimited(f"Rate limit of {limit_text} exceeded; retry later", state)
     return state
 
@@ -116,7 +122,7 @@ def hit_token(token_id: int, plan: str) -> RateState:
     return _hit(token_limit_for(plan), "token", str(token_id))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much, made twice per request
 class Window:
     """A token's current window, for a caller that increments it itself (the usage tally rides in
     the same Redis round trip): `key` as the storage names it, its length and its end."""
@@ -139,12 +145,10 @@ class Window:
         return RateLimited(FAILING_MESSAGE, RateState(limit=self.amount, remaining=0, reset=self.reset))
 
 
-def _window_of(limit_text: str, *identifiers: str) -> Window:
-    item = _parse(limit_text)
-    key, period, reset = _window(item, identifiers)
-    storage = _storage()
-    prefixed = getattr(storage, "prefixed_key", None)
-    return Window(limit_text, item.amount, prefixed(key) if prefixed else key, period, reset)
+def _window_of(limit_text: str, kind: str, bucket: str) -> Window:
+    shape, key, reset = _window(limit_text, kind, bucket)
+    prefixed = getattr(_storage(), "prefixed_key", None)
+    return Window(limit_text, shape.amount, prefixed(key) if prefixed else key, shape.period, reset)
 
 
 def token_window(token_id: int, plan: str) -> Window:
@@ -172,13 +176,12 @@ def hit_address(kind: str, address: str) -> RateState:
     return _hit(current.app().config[f"KEYWARD_{kind.upper()}_LIMIT"], kind, address)
 
 
-def _test(limit_text: str, *identifiers: str) -> RateState | None:
+def _test(limit_text: str, kind: str, bucket: str) -> RateState | None:
     """The state when this bucket is exhausted (refuse), else None. Does not count."""
-    item = _parse(limit_text)
-    key, _, reset = _window(item, identifiers)
-    if _storage().get(key) < item.amount:
+    shape, key, reset = _window(limit_text, kind, bucket)
+    if _storage().get(key) < shape.amount:
         return None
-    return RateState(limit=item.amount, remaining=0, reset=reset)
+    return RateState(limit=shape.amount, remaining=0, reset=reset)
 
 
 def bucket_name(text: str) -> str:
