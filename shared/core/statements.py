@@ -59,6 +59,7 @@ class CursorStatement:
 
 class PreparedStatement:
     def __init__(self, dbapi_connection: Any, sql: str):
+        # Here, not at the top: a process on SQLite never loads psycopg.
         from psycopg import errors, pq
         from psycopg.adapt import Transformer
 
