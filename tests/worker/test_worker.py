@@ -461,9 +461,16 @@ def test_make_run_starts_a_worker_beside_the_server_and_stops_both(tmp_path, how
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
            "KEYWARD_QUEUE_URL": f"sqlite:///{tmp_path / 'queue.db'}"}
     env.pop("KEYWARD_SMTP_URL", None)
-    with open(tmp_path / "make.log", "wb") as log:
-        make_run = subprocess.Popen(["make", "-s", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+    # make starts as from a terminal, where Ctrl-C's signal has its default action. A test run started
+    # in the background of a script ignores SIGINT, and an ignored signal stays ignored in every
+    # program started after it: with a Python handler in place while make starts, make gets the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open(tmp_path / "make.log", "wb") as log:
+            make_run = subprocess.Popen(["make", "-s", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         def serving() -> bool:
             try:
