@@ -71,7 +71,7 @@ def header_names(response: Response) -> set[str]:
 class KeywardHeaders(Headers):
     """Werkzeug's headers (every response of ours has them, shared/app.py's KeywardResponse), which
     also take headers Keyward itself made as they are: Werkzeug checks each value it is given for a
-    newline, one call after another per header, which cost an API request about 4 % of its
+    newline, one call after another per header, which cost an API request about 3 % of its
     instructions (bench/instructions.py) for values that cannot hold one."""
 
     def extend_made(self, headers: list[tuple[str, str]]) -> None:

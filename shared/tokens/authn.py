@@ -1,6 +1,6 @@
 """The authenticated API request's hot path: one lookup, the authentication checks, and no write.
 
-Every API request pays for this, so it runs one fixed query on the driver's cursor and builds no
+Every API request pays for this, so it runs one fixed query on the driver itself and builds no
 ORM objects: the lookup row becomes an `AuthenticatedToken`, which is all
 that authentication, the scope decision and GET /me need. Endpoints that work with the token's
 relationships load the ORM object afterwards (api.auth.current_token). Measured with bench/micro.py:
@@ -158,9 +158,10 @@ assert [f.name for f in fields(AuthenticatedToken)] == [
 
 
 class _Lookup:
-    """The lookup on one engine, run on the driver's own cursor: SQLAlchemy's statement execution and
-    result machinery cost more than the query itself (bench/micro.py), and one fixed statement needs
-    none of it. What it does give is kept: the pool's connections (held between lookups,
+    """The lookup on one engine, run on the driver itself (shared/core/statements.py: a statement
+    prepared through libpq on PostgreSQL, the driver's cursor elsewhere): SQLAlchemy's statement
+    execution and result machinery cost more than the query itself (bench/micro.py), and one fixed
+    statement needs none of it. What it does give is kept: the pool's connections (held between lookups,
     shared/core/held.py), each column's conversion (the same result processors a query through SQLAlchemy
     would apply: datetimes stored as text on SQLite, JSON, booleans), and its exception types, so
     an unreachable database still answers 503.
